@@ -1,0 +1,171 @@
+"""The run configuration: one typed dataclass, overridable from the command line with ``--set``.
+
+Defaults are HARL's ``happo.yaml`` defaults (see DESIGN notes in the README). ``--set key=value``
+is type-checked against the field; ``--set env.NAME=value`` sets a task option, checked by the task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from harness.envs import coerce
+from harness.errors import HarnessError
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run."""
+
+    scheme: str = _f("happo", "update scheme (harness plugins lists them)")
+    task: str = _f("mpe/simple_spread", "task as family/scenario")
+    network: str = _f("mlp", "network builder")
+    seed: int = _f(1, "seed of every random generator in the run")
+    steps: int = _f(200_000, "total environment steps (summed over parallel copies)")
+    n_envs: int = _f(20, "parallel environment copies")
+    rollout_length: int = _f(200, "steps per copy per training iteration")
+    lr: float = _f(5e-4, "actor learning rate")
+    critic_lr: float = _f(5e-4, "critic learning rate")
+    adam_eps: float = _f(1e-5, "Adam epsilon")
+    lr_decay: bool = _f(False, "decay both learning rates linearly to 0 over the run")
+    ppo_epochs: int = _f(5, "actor epochs per iteration")
+    critic_epochs: int = _f(5, "critic epochs per iteration")
+    actor_minibatches: int = _f(1, "minibatches per actor epoch")
+    critic_minibatches: int = _f(1, "minibatches per critic epoch")
+    clip: float = _f(0.2, "PPO clip epsilon (also the value clip, in normalised units)")
+    entropy_coef: float = _f(0.01, "entropy bonus coefficient")
+    max_grad_norm: float = _f(10.0, "gradient norm clip for actors and critic")
+    gamma: float = _f(0.99, "discount factor")
+    gae_lambda: float = _f(0.95, "GAE lambda")
+    huber_delta: float = _f(10.0, "Huber loss delta of the value loss")
+    value_norm: bool = _f(True, "normalise value targets with a running mean/std")
+    clipped_value_loss: bool = _f(True, "clip the value update around the old value")
+    hidden_sizes: list = _f([128, 128], "hidden layer widths, e.g. 128,128")
+    activation: str = _f("relu", "hidden activation: relu or tanh")
+    fixed_order: bool = _f(False, "HAPPO: update agents in index order instead of a random permutation")
+    share_params: str = _f("auto", "MAPPO: share one actor between agents (auto, true, false)")
+    eval_interval: int = _f(5, "evaluate every N iterations (0: only at the end)")
+    eval_episodes: int = _f(20, "episodes per evaluation (deterministic policy)")
+    eval_envs: int = _f(10, "parallel copies used for evaluation")
+    checkpoint_interval: int = _f(10, "save a checkpoint every N iterations (and at the end)")
+    threads: int = _f(1, "torch threads")
+    env: dict = _f({}, "task options, set as env.NAME=value")
+
+    @property
+    def batch_steps(self) -> int:
+        """Environment steps per iteration."""
+        return self.n_envs * self.rollout_length
+
+    @property
+    def iterations(self) -> int:
+        """Training iterations the step budget buys (at least one)."""
+        return max(1, -(-self.steps // self.batch_steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """A short hash of the resolved config (provenance)."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def validate(self) -> "TrainConfig":
+        """Check value ranges; raise a one-line error naming the bad value."""
+        positive = ["steps", "n_envs", "rollout_length", "ppo_epochs", "critic_epochs", "actor_minibatches",
+                    "critic_minibatches", "eval_episodes", "eval_envs", "checkpoint_interval", "threads"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise HarnessError(f"{name}={getattr(self, name)} must be >= 1")
+        for name in ["lr", "critic_lr", "adam_eps", "max_grad_norm", "huber_delta", "clip"]:
+            if not getattr(self, name) > 0:
+                raise HarnessError(f"{name}={getattr(self, name)} must be > 0")
+        for name in ["gamma", "gae_lambda"]:
+            if not 0 <= getattr(self, name) <= 1:
+                raise HarnessError(f"{name}={getattr(self, name)} must be between 0 and 1")
+        if self.eval_interval < 0:
+            raise HarnessError(f"eval_interval={self.eval_interval} must be >= 0")
+        if self.activation not in ("relu", "tanh"):
+            raise HarnessError(f"activation={self.activation!r} is not one of: relu, tanh")
+        if self.share_params not in ("auto", "true", "false"):
+            raise HarnessError(f"share_params={self.share_params!r} is not one of: auto, true, false")
+        if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
+            raise HarnessError(f"hidden_sizes={self.hidden_sizes} must be a non-empty list of positive widths")
+        if "/" not in self.task:
+            raise HarnessError(f"task {self.task!r} must be written family/scenario, e.g. mpe/simple_spread")
+        return self
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_HINTS = get_type_hints(TrainConfig)
+
+
+def field_help() -> dict[str, str]:
+    """Help text of every field, for the CLI."""
+    return {name: f.metadata["help"] for name, f in FIELDS.items()}
+
+
+def apply_override(cfg: TrainConfig, key: str, value: Any) -> None:
+    """Set one field (or ``env.NAME`` task option) from a value, type-checked."""
+    key = key.strip()
+    if key.startswith("env."):
+        name = key[4:]
+        if not name:
+            raise HarnessError("empty task option name in 'env.'")
+        cfg.env[name] = value
+        return
+    if key == "env":
+        if not isinstance(value, dict):
+            raise HarnessError(f"env={value!r} must be a table of task options")
+        cfg.env.update(value)
+        return
+    if key not in FIELDS:
+        import difflib
+        close = difflib.get_close_matches(key, FIELDS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise HarnessError(f"unknown option {key!r}{hint}; known: {', '.join(FIELDS)}")
+    typ = _HINTS[key]
+    if typ is list:
+        if isinstance(value, str):
+            parts = [p for p in value.replace("[", "").replace("]", "").split(",") if p.strip()]
+        elif isinstance(value, (list, tuple)):
+            parts = list(value)
+        else:
+            raise HarnessError(f"{key}={value!r} is not a list of integers (e.g. 128,128)")
+        value = [coerce(key, p, int) for p in parts]
+    else:
+        value = coerce(key, value, typ)
+    setattr(cfg, key, value)
+
+
+def parse_set(items: list[str]) -> list[tuple[str, str]]:
+    """Split ``key=value`` strings from ``--set``."""
+    pairs = []
+    for item in items:
+        if "=" not in item:
+            raise HarnessError(f"--set {item!r} is not of the form key=value")
+        key, value = item.split("=", 1)
+        pairs.append((key, value))
+    return pairs
+
+
+def build_config(overrides: dict[str, Any] | list[tuple[str, Any]] = ()) -> TrainConfig:
+    """A validated config from defaults plus overrides (applied in order)."""
+    cfg = TrainConfig()
+    items = overrides.items() if isinstance(overrides, dict) else overrides
+    for key, value in items:
+        apply_override(cfg, key, value)
+    return cfg.validate()
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a config saved with :meth:`TrainConfig.to_dict`."""
+    return build_config(list(data.items()))

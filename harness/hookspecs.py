@@ -1,0 +1,52 @@
+"""Hook specifications: what a plugin may implement.
+
+Plugins are modules (or objects) with functions decorated by ``harness.hookimpl``.
+Registration hooks receive a ``register`` callable and add named factories to the
+core's registries; ``on_metrics`` is an event hook every plugin sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pluggy
+
+PROJECT = "happo_harness"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_tasks(register: Callable[..., None]) -> None:
+    """Add task families.
+
+    Call ``register(name, factory, scenarios=(...), description="")``. ``factory(scenario,
+    n_envs, seed, options)`` returns a :class:`harness.envs.VecTask`; a task is then named
+    ``<name>/<scenario>`` on the command line.
+    """
+
+
+@hookspec
+def register_networks(register: Callable[..., None]) -> None:
+    """Add network builders: ``register(name, builder_class, description="")``.
+
+    ``builder_class()`` gives an object with ``actor(obs_dim, action_space, config)`` and
+    ``critic(state_dim, config)`` methods. An actor is a torch module with ``act(obs, deterministic)
+    -> (actions, log_probs)`` and ``evaluate(obs, actions) -> (log_probs, entropies)``; a critic
+    maps states ``[B, state_dim]`` to values ``[B]``.
+    """
+
+
+@hookspec
+def register_schemes(register: Callable[..., None]) -> None:
+    """Add update schemes: ``register(name, scheme_class, description="")``.
+
+    ``scheme_class(actors, critic, config, rng)`` must expose ``actors`` (one per agent),
+    ``critic``, ``update(batch) -> dict[str, float]``, ``state_dict()`` and ``load_state_dict()``.
+    """
+
+
+@hookspec
+def on_metrics(record: dict[str, Any], run_dir: Path | None) -> None:
+    """Event: one metrics record (one training iteration) was produced. Every plugin sees it."""

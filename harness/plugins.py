@@ -1,0 +1,120 @@
+"""The plugin manager: loads built-in, installed and inline plugins and fills the registries.
+
+Built-in plugins are declared in the ``happo_harness`` entry-point group of this distribution,
+exactly as a third-party distribution declares its own; ``--plugin module_or_file.py`` adds a
+plugin that is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import pluggy
+
+from harness import hookspecs
+from harness.errors import PluginError
+from harness.registry import Entry, Registry
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT
+
+
+@dataclass
+class Registries:
+    """Everything the plugins registered."""
+
+    tasks: Registry
+    networks: Registry
+    schemes: Registry
+    manager: pluggy.PluginManager
+
+    def emit_metrics(self, record: dict[str, Any], run_dir: Path | None) -> None:
+        """Send one metrics record to every plugin's ``on_metrics`` hook."""
+        self.manager.hook.on_metrics(record=record, run_dir=run_dir)
+
+
+def _import_plugin(spec: str) -> Any:
+    """Import a plugin given as a dotted module name or a path to a ``.py`` file."""
+    path = Path(spec)
+    try:
+        if spec.endswith(".py") or path.is_file():
+            if not path.is_file():
+                raise PluginError(f"plugin file {spec!r} does not exist")
+            name = f"harness_inline_{path.stem}"
+            mod_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(mod_spec)
+            sys.modules[name] = module
+            mod_spec.loader.exec_module(module)
+            return module
+        return importlib.import_module(spec)
+    except PluginError:
+        raise
+    except ModuleNotFoundError as exc:
+        raise PluginError(f"plugin {spec!r} failed to import: {exc}") from exc
+    except Exception as exc:  # a broken plugin must name itself, whatever it raised
+        raise PluginError(f"plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
+
+
+def _register(pm: pluggy.PluginManager, module: Any, name: str) -> None:
+    try:
+        pm.register(module, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {name!r} has an invalid hook implementation: {exc}") from exc
+
+
+def _call_registration(pm: pluggy.PluginManager, hook_name: str, registry: Registry) -> None:
+    """Call each implementation of a registration hook separately, so entries know their plugin."""
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        plugin_name = impl.plugin_name
+
+        def register(name: str, factory: Any, description: str = "", **extra: Any) -> None:
+            registry.add(Entry(name, factory, plugin_name, description, extra))
+
+        try:
+            impl.function(register=register)
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {plugin_name!r} raised in hook {hook_name}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Registries:
+    """Create the plugin manager, load every plugin and return the filled registries."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    if entry_points:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                module = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {ep.name!r} (entry point {ep.value}) failed to import: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            if pm.is_registered(module):
+                continue
+            _register(pm, module, ep.name)
+    for spec in extra:
+        module = _import_plugin(spec)
+        if pm.is_registered(module):
+            continue
+        name = Path(spec).stem if spec.endswith(".py") else spec
+        if pm.get_plugin(name) is not None:
+            raise PluginError(f"plugin {spec!r}: a plugin named {name!r} is already loaded")
+        _register(pm, module, name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {exc.plugin_name!r} implements an unknown hook: {exc}") from exc
+    regs = Registries(Registry("task family"), Registry("network"), Registry("scheme"), pm)
+    _call_registration(pm, "register_tasks", regs.tasks)
+    _call_registration(pm, "register_networks", regs.networks)
+    _call_registration(pm, "register_schemes", regs.schemes)
+    return regs

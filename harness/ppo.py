@@ -1,0 +1,140 @@
+"""The PPO machinery HAPPO and MAPPO share: clipped actor epochs, the sequential factor, the critic.
+
+HAPPO and MAPPO differ only in the agent order and in whether the factor M is carried from one
+agent to the next (``update_actors(order, sequential)``); everything else lives here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from harness.value_norm import ValueNorm
+
+
+class Batch(NamedTuple):
+    """One iteration's training data, flattened over time and copies (``B = T * E``)."""
+
+    obs: list[torch.Tensor]        # per agent [B, obs_dim_i]
+    actions: list[torch.Tensor]    # per agent [B] (discrete) or [B, act_dim_i]
+    old_logp: list[torch.Tensor]   # per agent [B], behaviour log-probabilities
+    states: torch.Tensor           # [B, state_dim]
+    advantages: torch.Tensor       # [B], normalised over the batch
+    returns: torch.Tensor          # [B], value targets (unnormalised)
+    old_values: torch.Tensor       # [B], critic outputs at collection (normalised units if value_norm)
+
+
+@dataclass
+class ActorGroup:
+    """An actor, its optimiser and the agents it acts for (one agent, or all under sharing)."""
+
+    actor: nn.Module
+    optimizer: torch.optim.Optimizer
+    agents: list[int]
+
+    def data(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The group's observations, actions and behaviour log-probs, agents stacked along the batch."""
+        if len(self.agents) == 1:
+            i = self.agents[0]
+            return batch.obs[i], batch.actions[i], batch.old_logp[i]
+        cat = torch.cat
+        return (cat([batch.obs[i] for i in self.agents]), cat([batch.actions[i] for i in self.agents]),
+                cat([batch.old_logp[i] for i in self.agents]))
+
+
+def minibatches(n: int, count: int, gen: torch.Generator) -> list[torch.Tensor | slice]:
+    """Index sets of ``count`` minibatches over ``n`` samples (the whole batch when ``count`` is 1)."""
+    if count == 1:
+        return [slice(None)]
+    perm = torch.randperm(n, generator=gen)
+    return list(perm.chunk(count))
+
+
+def train_actor(group: ActorGroup, obs: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor,
+                adv: torch.Tensor, cfg: Any, gen: torch.Generator) -> dict[str, float]:
+    """PPO-clip epochs maximising E[min(r*adv, clip(r, 1-eps, 1+eps)*adv)] + entropy bonus."""
+    stats = {"policy_loss": 0.0, "entropy": 0.0, "ratio": 0.0, "clip_frac": 0.0, "actor_grad_norm": 0.0}
+    steps = 0
+    for _ in range(cfg.ppo_epochs):
+        for idx in minibatches(obs.shape[0], cfg.actor_minibatches, gen):
+            logp, entropy = group.actor.evaluate(obs[idx], actions[idx])
+            ratio = torch.exp(logp - old_logp[idx])
+            a = adv[idx]
+            surrogate = torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
+            ent = entropy.mean()
+            loss = -surrogate - cfg.entropy_coef * ent
+            group.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad = nn.utils.clip_grad_norm_(group.actor.parameters(), cfg.max_grad_norm)
+            group.optimizer.step()
+            with torch.no_grad():
+                stats["policy_loss"] += -surrogate.item()
+                stats["entropy"] += ent.item()
+                stats["ratio"] += ratio.mean().item()
+                stats["clip_frac"] += ((ratio - 1).abs() > cfg.clip).float().mean().item()
+                stats["actor_grad_norm"] += float(grad)
+            steps += 1
+    return {k: v / steps for k, v in stats.items()}
+
+
+def update_actors(groups: Sequence[ActorGroup], order: Sequence[int], sequential: bool, batch: Batch,
+                  cfg: Any, gen: torch.Generator) -> dict[str, Any]:
+    """Update the actor groups in ``order``.
+
+    With ``sequential`` (HAPPO) the advantage of each group is multiplied by the factor
+    M = prod of pi_new/pi_old over the groups updated before it; the first sees the raw advantage.
+    Without it (MAPPO) every group trains on the raw advantage.
+    """
+    factor = torch.ones_like(batch.advantages)
+    per_group = []
+    for g in order:
+        group = groups[g]
+        obs, actions, old_logp = group.data(batch)
+        n = len(group.agents)
+        adv = (batch.advantages * factor).repeat(n) if n > 1 else batch.advantages * factor
+        per_group.append(train_actor(group, obs, actions, old_logp, adv, cfg, gen))
+        if sequential:
+            with torch.no_grad():
+                new_logp, _ = group.actor.evaluate(obs, actions)
+                factor = factor * torch.exp(new_logp - old_logp)
+    metrics = {k: sum(m[k] for m in per_group) / len(per_group) for k in per_group[0]}
+    metrics["factor_mean"] = factor.mean().item()
+    metrics["order"] = " ".join(str(g) for g in order)
+    return metrics
+
+
+def huber(x: torch.Tensor, delta: float) -> torch.Tensor:
+    """Elementwise Huber loss."""
+    a = x.abs()
+    return torch.where(a <= delta, 0.5 * x * x, delta * (a - 0.5 * delta))
+
+
+def train_critic(critic: nn.Module, optimizer: torch.optim.Optimizer, value_norm: ValueNorm | None,
+                 batch: Batch, cfg: Any, gen: torch.Generator) -> dict[str, float]:
+    """Critic epochs on the clipped Huber value loss; the normaliser is updated per minibatch."""
+    total, grads, steps = 0.0, 0.0, 0
+    for _ in range(cfg.critic_epochs):
+        for idx in minibatches(batch.states.shape[0], cfg.critic_minibatches, gen):
+            values = critic(batch.states[idx])
+            old = batch.old_values[idx]
+            target = batch.returns[idx]
+            if value_norm is not None:
+                value_norm.update(target)
+                target = value_norm.normalize(target)
+            error = target - values
+            loss_unclipped = huber(error, cfg.huber_delta)
+            if cfg.clipped_value_loss:
+                clipped = old + (values - old).clamp(-cfg.clip, cfg.clip)
+                loss = torch.max(loss_unclipped, huber(target - clipped, cfg.huber_delta)).mean()
+            else:
+                loss = loss_unclipped.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grads += float(nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm))
+            optimizer.step()
+            total += loss.item()
+            steps += 1
+    return {"value_loss": total / steps, "critic_grad_norm": grads / steps}

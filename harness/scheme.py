@@ -1,0 +1,92 @@
+"""The base class of on-policy update schemes: actors, the shared V(state) critic and its update.
+
+A scheme plugin subclasses :class:`OnPolicyScheme` and decides two things: the order in which
+actor groups are updated (``order``) and whether the HAPPO factor is carried (``sequential``).
+Overriding ``make_groups`` changes how agents map to actors (parameter sharing).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.ppo import ActorGroup, Batch, train_critic, update_actors
+from harness.value_norm import ValueNorm
+
+
+class OnPolicyScheme:
+    """Actors (one group per agent by default), a centralised critic, and the PPO-style update."""
+
+    sequential: bool = False
+
+    def __init__(self, task: Any, builder: Any, config: Any) -> None:
+        self.cfg = config
+        self.n_agents = len(task.agents)
+        self.groups: list[ActorGroup] = self.make_groups(task, builder)
+        self.actors: list[torch.nn.Module] = [None] * self.n_agents  # type: ignore[list-item]
+        for g in self.groups:
+            for i in g.agents:
+                self.actors[i] = g.actor
+        self.critic = builder.critic(task.state_dim, config)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=config.adam_eps)
+        self.value_norm = ValueNorm() if config.value_norm else None
+        self.rng = np.random.default_rng([config.seed, 101])
+        self.gen = torch.Generator().manual_seed(config.seed * 7919 + 13)
+
+    def make_groups(self, task: Any, builder: Any) -> list[ActorGroup]:
+        """One actor per agent, each with its own observation and action space."""
+        groups = []
+        for i in range(len(task.agents)):
+            actor = builder.actor(task.obs_dims[i], task.action_spaces[i], self.cfg)
+            opt = torch.optim.Adam(actor.parameters(), lr=self.cfg.lr, eps=self.cfg.adam_eps)
+            groups.append(ActorGroup(actor, opt, [i]))
+        return groups
+
+    def order(self) -> list[int]:
+        """The order in which groups are updated this iteration."""
+        return list(range(len(self.groups)))
+
+    def update(self, batch: Batch) -> dict[str, Any]:
+        """Update every actor group, then the critic; return metrics."""
+        metrics = update_actors(self.groups, self.order(), self.sequential, batch, self.cfg, self.gen)
+        metrics.update(train_critic(self.critic, self.critic_optimizer, self.value_norm, batch, self.cfg, self.gen))
+        return metrics
+
+    @torch.no_grad()
+    def values(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Critic outputs (normalised units) and the values they stand for (return units)."""
+        raw = self.critic(states)
+        return raw, (self.value_norm.denormalize(raw) if self.value_norm is not None else raw)
+
+    def set_lr_fraction(self, frac: float) -> None:
+        """Scale both learning rates to ``frac`` of their configured values (linear decay)."""
+        for g in self.groups:
+            for pg in g.optimizer.param_groups:
+                pg["lr"] = self.cfg.lr * frac
+        for pg in self.critic_optimizer.param_groups:
+            pg["lr"] = self.cfg.critic_lr * frac
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly."""
+        return {
+            "actors": [g.actor.state_dict() for g in self.groups],
+            "actor_optimizers": [g.optimizer.state_dict() for g in self.groups],
+            "critic": self.critic.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "value_norm": self.value_norm.state_dict() if self.value_norm is not None else None,
+            "rng": self.rng.bit_generator.state,
+            "gen": self.gen.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for g, a, o in zip(self.groups, state["actors"], state["actor_optimizers"]):
+            g.actor.load_state_dict(a)
+            g.optimizer.load_state_dict(o)
+        self.critic.load_state_dict(state["critic"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        if self.value_norm is not None:
+            self.value_norm.load_state_dict(state["value_norm"])
+        self.rng.bit_generator.state = state["rng"]
+        self.gen.set_state(state["gen"])

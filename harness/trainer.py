@@ -1,0 +1,278 @@
+"""The training loop: collect a rollout, compute advantages, let the scheme update, log, checkpoint.
+
+``Trainer.run()`` is the template: ``collect()`` then ``scheme.update()`` per iteration, with
+periodic evaluation of the deterministic policy and atomic checkpoints so a stopped run resumes.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness import __version__
+from harness.advantage import gae
+from harness.config import TrainConfig
+from harness.envs import VecTask
+from harness.errors import HarnessError, PluginError
+from harness.plugins import Registries
+from harness.ppo import Batch
+from harness.results import RunDir, git_commit, versions
+from harness.tasks import make_task
+
+TRAIN_STREAM, EVAL_STREAM = 0, 1
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Trains one scheme on one task with one seed, writing to ``run_dir`` when given."""
+
+    def __init__(self, cfg: TrainConfig, regs: Registries, run_dir: str | Path | None = None,
+                 progress: bool = True) -> None:
+        self.cfg = cfg
+        self.regs = regs
+        self.progress = progress
+        self.run = RunDir(run_dir) if run_dir is not None else None
+        scheme_entry = regs.schemes.get(cfg.scheme)
+        network_entry = regs.networks.get(cfg.network)
+        if self.run is not None:
+            self.run.prepare()
+        torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        self.task: VecTask = make_task(regs, cfg.task, cfg.n_envs, cfg.seed, cfg.env, stream=TRAIN_STREAM)
+        self.eval_task: VecTask | None = None
+        builder = network_entry.factory()
+        try:
+            self.scheme = scheme_entry.factory(self.task, builder, cfg)
+        except HarnessError:
+            self.task.close()
+            raise
+        for attr in ("actors", "update", "values", "state_dict", "load_state_dict"):
+            if not hasattr(self.scheme, attr):
+                self.task.close()
+                raise PluginError(f"plugin {scheme_entry.plugin!r}: scheme {cfg.scheme!r} lacks {attr!r}")
+        self.iteration = 0
+        self.env_steps = 0
+        self.obs, self.state = self.task.reset()
+
+    # -- data collection ---------------------------------------------------------------------
+    def collect(self) -> tuple[Batch, list[float]]:
+        """Run the current policies for ``rollout_length`` steps in every copy."""
+        cfg, task = self.cfg, self.task
+        T, E, N = cfg.rollout_length, cfg.n_envs, len(task.agents)
+        obs_buf = [np.empty((T, E, d), np.float32) for d in task.obs_dims]
+        act_buf = [np.empty((T, E) if s.kind == "discrete" else (T, E, s.n),
+                            np.int64 if s.kind == "discrete" else np.float32) for s in task.action_spaces]
+        logp_buf = [np.empty((T, E), np.float32) for _ in range(N)]
+        states = np.empty((T + 1, E, task.state_dim), np.float32)
+        final_states = np.empty((T, E, task.state_dim), np.float32)
+        rewards = np.empty((T, E), np.float32)
+        terminated = np.empty((T, E), bool)
+        truncated = np.empty((T, E), bool)
+        returns: list[float] = []
+        actors = self.scheme.actors
+        obs, state = self.obs, self.state
+        with torch.no_grad():
+            for t in range(T):
+                actions = []
+                for i in range(N):
+                    obs_buf[i][t] = obs[i]
+                    a, lp = actors[i].act(torch.from_numpy(obs[i]))
+                    a = a.numpy()
+                    act_buf[i][t] = a
+                    logp_buf[i][t] = lp.numpy()
+                    actions.append(a)
+                states[t] = state
+                res = task.step(actions)
+                rewards[t] = res.reward
+                terminated[t] = res.terminated
+                truncated[t] = res.truncated
+                final_states[t] = res.final_state
+                returns.extend(res.episode_returns)
+                obs, state = res.obs, res.state
+        states[T] = state
+        self.obs, self.state = obs, state
+        return self._batch(obs_buf, act_buf, logp_buf, states, final_states, rewards, terminated, truncated), returns
+
+    def _batch(self, obs_buf, act_buf, logp_buf, states, final_states, rewards, terminated, truncated) -> Batch:
+        cfg = self.cfg
+        T, E = rewards.shape
+        term, trunc = torch.from_numpy(terminated), torch.from_numpy(truncated)
+        # One critic pass over every state of the rollout, plus the final states of truncated episodes.
+        st = torch.from_numpy(states).reshape((T + 1) * E, -1)
+        cut = trunc.reshape(-1).nonzero().squeeze(-1)
+        extra = torch.from_numpy(final_states).reshape(T * E, -1)[cut]
+        raw, vals = self.scheme.values(torch.cat([st, extra]))
+        values = vals[: (T + 1) * E].reshape(T + 1, E)
+        next_values = values[1:].clone().reshape(-1)
+        next_values[cut] = vals[(T + 1) * E:]
+        adv, ret = gae(torch.from_numpy(rewards), values[:T], next_values.reshape(T, E), term, trunc,
+                       cfg.gamma, cfg.gae_lambda)
+        adv = adv.reshape(-1)
+        adv = (adv - adv.mean()) / (adv.std() + 1e-5) if adv.numel() > 1 else adv - adv.mean()
+        flat = lambda x: torch.from_numpy(x).reshape(T * E, *x.shape[2:])  # noqa: E731
+        return Batch(
+            obs=[flat(o) for o in obs_buf],
+            actions=[flat(a) for a in act_buf],
+            old_logp=[flat(lp) for lp in logp_buf],
+            states=st[: T * E],
+            advantages=adv,
+            returns=ret.reshape(-1),
+            old_values=raw[: T * E],
+        )
+
+    # -- evaluation --------------------------------------------------------------------------
+    def evaluate(self) -> tuple[float, float]:
+        """Mean and std of team return over ``eval_episodes`` episodes of the deterministic policy.
+
+        Every evaluation plays the same episodes (same start states), so curves compare policies.
+        """
+        cfg = self.cfg
+        if self.eval_task is None:
+            self.eval_task = make_task(self.regs, cfg.task, cfg.eval_envs, cfg.seed, cfg.env, stream=EVAL_STREAM)
+        task = self.eval_task
+        obs, _ = task.reset()
+        done: list[float] = []
+        limit = max(1, task.episode_limit) * (cfg.eval_episodes // cfg.eval_envs + 2) + 10_000
+        with torch.no_grad():
+            for _ in range(limit):
+                actions = [self.scheme.actors[i].act(torch.from_numpy(obs[i]), deterministic=True)[0].numpy()
+                           for i in range(len(task.agents))]
+                res = task.step(actions)
+                done.extend(res.episode_returns)
+                obs = res.obs
+                if len(done) >= cfg.eval_episodes:
+                    break
+        done = done[: cfg.eval_episodes]
+        return float(np.mean(done)), float(np.std(done))
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "config_digest": self.cfg.digest(),
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "scheme": self.scheme.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+            "episodes": self.task.episode_counters(),
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        self.iteration = ckpt["iteration"]
+        self.env_steps = ckpt["env_steps"]
+        self.scheme.load_state_dict(ckpt["scheme"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        np.random.set_state(ckpt["numpy_rng"])
+        random.setstate(ckpt["python_rng"])
+        # Episodes restart at the saved episode numbers; a run checkpointed at an episode boundary
+        # (MPE with rollout_length a multiple of the episode length) continues exactly.
+        self.obs, self.state = self.task.reset(ckpt["episodes"])
+
+    def _start_run_dir(self) -> bool:
+        """Write config.json or resume from a checkpoint; return False if the run is already done."""
+        run, cfg = self.run, self.cfg
+        old = run.read_config()
+        if old is not None and old.get("config_digest") != cfg.digest():
+            raise HarnessError(f"{str(run.path)!r} holds a run with a different config "
+                               f"(digest {old.get('config_digest')} vs {cfg.digest()}); use another --out")
+        if run.done:
+            return False
+        ckpt = run.load_checkpoint()
+        if ckpt is not None:
+            self.restore(ckpt)
+            run.keep_rows_up_to(self.iteration)
+            self._log(f"resuming {run.path} from iteration {self.iteration} ({self.env_steps} steps)")
+        else:
+            run.keep_rows_up_to(-1) if run.metrics_file.exists() else None
+            run.write_config({
+                "config": cfg.to_dict(), "config_digest": cfg.digest(), "seed": cfg.seed,
+                "versions": versions(), "harness_version": __version__, "git_commit": git_commit(),
+                "task_spec": self.task.spec(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            })
+        return True
+
+    def _log(self, text: str) -> None:
+        if self.progress:
+            print(text, file=sys.stderr)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run_training(self) -> list[dict[str, Any]]:
+        """Train to the step budget; return the metrics rows written by this call."""
+        cfg = self.cfg
+        if self.run is not None and not self._start_run_dir():
+            self._log(f"{self.run.path} is already finished; nothing to do")
+            return []
+        rows: list[dict[str, Any]] = []
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=cfg.iterations * cfg.batch_steps, initial=self.env_steps, unit="step",
+                       desc=f"{cfg.scheme} {cfg.task} s{cfg.seed}", dynamic_ncols=True, file=sys.stderr)
+        try:
+            if self.iteration == 0:
+                ev, ev_std = self.evaluate()
+                rows.append(self._emit({"iteration": 0, "env_steps": 0, "eval_return": ev, "eval_return_std": ev_std}))
+            recent = float("nan")
+            t_start = time.perf_counter()
+            while self.iteration < cfg.iterations:
+                frac = 1.0 - self.iteration / cfg.iterations if cfg.lr_decay else 1.0
+                self.scheme.set_lr_fraction(frac)
+                t0 = time.perf_counter()
+                batch, returns = self.collect()
+                t1 = time.perf_counter()
+                metrics = self.scheme.update(batch)
+                t2 = time.perf_counter()
+                self._check_finite(metrics)
+                self.iteration += 1
+                self.env_steps += cfg.batch_steps
+                if returns:
+                    recent = float(np.mean(returns))
+                row = {"iteration": self.iteration, "env_steps": self.env_steps,
+                       "train_return": recent if returns else None, "lr_fraction": frac,
+                       "steps_per_s": cfg.batch_steps / (t2 - t0), "collect_s": t1 - t0, "update_s": t2 - t1,
+                       "wall_s": time.perf_counter() - t_start, **metrics}
+                last = self.iteration == cfg.iterations
+                if last or (cfg.eval_interval and self.iteration % cfg.eval_interval == 0):
+                    row["eval_return"], row["eval_return_std"] = self.evaluate()
+                rows.append(self._emit(row))
+                if self.run is not None and (last or self.iteration % cfg.checkpoint_interval == 0):
+                    self.run.save_checkpoint(self.checkpoint_state())
+                if bar is not None:
+                    bar.update(cfg.batch_steps)
+                    bar.set_postfix(ret=f"{recent:.1f}", sps=f"{row['steps_per_s']:.0f}", refresh=False)
+            if self.run is not None:
+                self.run.mark_done()
+        finally:
+            if bar is not None:
+                bar.close()
+            self.close()
+        return rows
+
+    def _check_finite(self, metrics: dict[str, Any]) -> None:
+        bad = [k for k, v in metrics.items() if isinstance(v, float) and not np.isfinite(v)]
+        if bad:
+            raise HarnessError(f"training diverged at iteration {self.iteration + 1}: non-finite {', '.join(bad)}; "
+                               "the last checkpoint is kept")
+
+    def _emit(self, row: dict[str, Any]) -> dict[str, Any]:
+        if self.run is not None:
+            self.run.append_row(row)
+        self.regs.emit_metrics(row, self.run.path if self.run is not None else None)
+        return row
+
+    def close(self) -> None:
+        self.task.close()
+        if self.eval_task is not None:
+            self.eval_task.close()

@@ -1,0 +1,40 @@
+"""Update-scheme plugin ``mappo``: MAPPO (Yu et al., 2022), the simultaneous baseline.
+
+Every actor group trains on the raw (normalised) advantage, no permutation and no factor; the
+critic update is HAPPO's. ``share_params`` (auto by default) puts all agents behind one actor when
+they share observation and action spaces, as HARL's ``mappo.yaml`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from harness.errors import HarnessError
+from harness.hookspecs import hookimpl
+from harness.ppo import ActorGroup
+from harness.scheme import OnPolicyScheme
+
+
+class MAPPO(OnPolicyScheme):
+    """Simultaneous PPO-clip updates of all actors, optionally one actor shared by every agent."""
+
+    sequential = False
+
+    def make_groups(self, task: Any, builder: Any) -> list[ActorGroup]:
+        same = len(set(task.obs_dims)) == 1 and len(set(task.action_spaces)) == 1
+        choice = self.cfg.share_params
+        if choice == "true" and not same:
+            raise HarnessError(f"share_params=true is impossible on {self.cfg.task}: its agents have different "
+                               "observation or action spaces (use share_params=false or auto)")
+        if choice == "false" or not same:
+            return super().make_groups(task, builder)
+        actor = builder.actor(task.obs_dims[0], task.action_spaces[0], self.cfg)
+        opt = torch.optim.Adam(actor.parameters(), lr=self.cfg.lr, eps=self.cfg.adam_eps)
+        return [ActorGroup(actor, opt, list(range(len(task.agents))))]
+
+
+@hookimpl
+def register_schemes(register):
+    register("mappo", MAPPO, description="MAPPO: simultaneous updates on the raw advantage, optional parameter sharing")
