@@ -24,8 +24,8 @@ def gae(
     ``next_values[t]`` is V of the state reached by step ``t`` (the final state of an episode that
     ended at ``t``, before any reset). The recursion is cut after every episode end.
     """
-    not_term = 1.0 - terminated.float()
-    not_done = 1.0 - (terminated | truncated).float()
+    not_term = 1.0 - terminated.to(rewards.dtype)
+    not_done = 1.0 - (terminated | truncated).to(rewards.dtype)
     deltas = rewards + gamma * next_values * not_term - values
     adv = torch.zeros_like(rewards)
     acc = torch.zeros_like(rewards[0])

@@ -112,7 +112,9 @@ def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Regist
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin_name!r} implements an unknown hook: {exc}") from exc
+        name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
+        known = ", ".join(sorted(n for n in dir(hookspecs) if getattr(getattr(hookspecs, n), "happo_harness_spec", None)))
+        raise PluginError(f"plugin {name!r} implements an unknown hook ({exc}); known hooks: {known}") from exc
     regs = Registries(Registry("task family"), Registry("network"), Registry("scheme"), pm)
     _call_registration(pm, "register_tasks", regs.tasks)
     _call_registration(pm, "register_networks", regs.networks)

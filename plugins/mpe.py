@@ -1,7 +1,8 @@
 """Task plugin ``mpe``: the multi-agent particle environments of the ``mpe2`` package.
 
 Team reward = sum of the agents' rewards (HARL's convention). The critic's global state is the
-env's ``state()``. Episodes end by truncation after ``max_cycles`` steps.
+env's ``state()`` (mpe2 defines it as the concatenation of the agents' observations, which the
+task builds from the observations it already has). Episodes end by truncation after ``max_cycles`` steps.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _make_env(module: str, continuous: bool, max_cycles: int) -> Any:
 def _build(module: str, opts: dict[str, Any], seed: int, stream: int, n_envs: int, copy_offset: int) -> VecTask:
     make = functools.partial(_make_env, module, opts["continuous"], opts["max_cycles"])
     return PettingZooVecTask(make, n_envs, seed, team_reward="sum", episode_limit=opts["max_cycles"],
-                             stream=stream, copy_offset=copy_offset)
+                             stream=stream, copy_offset=copy_offset, state_from_obs=True)
 
 
 def make_task(scenario: str, n_envs: int, seed: int, options: dict[str, Any], stream: int = 0) -> VecTask:

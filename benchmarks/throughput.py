@@ -1,0 +1,86 @@
+"""Training throughput against the raw throughput of the same vectorised environment, in one run.
+
+For each task and scheme it prints: raw vectorised env steps/s with random actions, training
+steps/s (collection + update), their ratio, and the share of training time spent collecting vs
+updating. Run: ``python benchmarks/throughput.py [--tasks mpe/simple_spread] [--schemes happo mappo]``.
+Defaults are HARL's batch: 20 envs x 200 steps, 5 actor and 5 critic epochs, MLP [128, 128].
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from harness.config import build_config
+from harness.plugins import load_plugins
+from harness.tasks import make_task
+from harness.trainer import Trainer
+
+
+def raw_steps_per_s(regs, task_name: str, n_envs: int, steps_per_env: int, seed: int, options: dict) -> float:
+    """Steps/s of the vectorised task with uniformly random actions (sampled up front)."""
+    task = make_task(regs, task_name, n_envs, seed, options)
+    rng = np.random.default_rng(seed)
+    actions = []
+    for _ in range(steps_per_env):
+        step = []
+        for space in task.action_spaces:
+            if space.kind == "discrete":
+                step.append(rng.integers(0, space.n, size=n_envs))
+            else:
+                step.append(rng.uniform(space.low, space.high, size=(n_envs, space.n)).astype(np.float32))
+        actions.append(step)
+    t0 = time.perf_counter()
+    for a in actions:
+        task.step(a)
+    elapsed = time.perf_counter() - t0
+    task.close()
+    return n_envs * steps_per_env / elapsed
+
+
+def training_figures(regs, scheme: str, task_name: str, iterations: int, overrides: list) -> tuple[float, float, float]:
+    """Training steps/s and the seconds spent collecting and updating, over ``iterations`` iterations
+    (after one warm-up iteration)."""
+    cfg = build_config([("scheme", scheme), ("task", task_name), *overrides])
+    trainer = Trainer(cfg, regs, run_dir=None, progress=False)
+    trainer.scheme.update(trainer.collect()[0])  # warm-up
+    collect_s = update_s = 0.0
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        batch, _ = trainer.collect()
+        t1 = time.perf_counter()
+        trainer.scheme.update(batch)
+        t2 = time.perf_counter()
+        collect_s += t1 - t0
+        update_s += t2 - t1
+    trainer.close()
+    return iterations * cfg.batch_steps / (collect_s + update_s), collect_s, update_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=["mpe/simple_spread"])
+    parser.add_argument("--schemes", nargs="+", default=["happo"])
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    regs = load_plugins()
+    overrides = [tuple(s.split("=", 1)) for s in args.set]
+    cfg = build_config([("task", args.tasks[0]), *overrides])
+    print(f"batch: {cfg.n_envs} envs x {cfg.rollout_length} steps, {cfg.ppo_epochs}/{cfg.critic_epochs} epochs, "
+          f"hidden {cfg.hidden_sizes}, torch threads {cfg.threads}")
+    print(f"{'task':28s} {'scheme':8s} {'raw env/s':>10s} {'train/s':>9s} {'ratio':>6s} {'collect':>8s} {'update':>7s}")
+    for task_name in args.tasks:
+        tcfg = build_config([("task", task_name), *overrides])
+        raw = raw_steps_per_s(regs, task_name, tcfg.n_envs, tcfg.rollout_length * args.iterations, 0, tcfg.env)
+        for scheme in args.schemes:
+            train, c, u = training_figures(regs, scheme, task_name, args.iterations, overrides)
+            share = c / (c + u)
+            print(f"{task_name:28s} {scheme:8s} {raw:10.0f} {train:9.0f} {train / raw:6.2f} {share:8.0%} {1 - share:7.0%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Task plugin ``mamujoco``: multi-agent MuJoCo (MaMuJoCo) from gymnasium-robotics.
+
+Tasks are named ``mamujoco/<Scenario>-<agent_conf>``, e.g. ``mamujoco/HalfCheetah-2x3``: the
+robot of a Gymnasium MuJoCo v5 environment with its joints split between agents. Every agent gets
+the same team reward (``team_reward="shared"``); the critic's global state is the single-agent
+environment's observation (``state()``). A time-limit end comes out as truncation, a fallen
+Hopper/Walker2d/Ant/Humanoid as termination (gymnasium's flags, passed through per agent).
+
+Two observation modes:
+
+* ``local`` (default): gymnasium-robotics' per-agent observations of the agent's own joints and
+  those within ``agent_obsk`` hops in the body graph.
+* ``global``: HARL's mode, every agent observes the full global state plus a one-hot agent id.
+  (HARL also standardises each observation and state vector by its own mean and std; behind the
+  networks' input LayerNorm, HARL's and the mlp plugin's, that is a no-op, so it is left out.)
+
+Besides gymnasium-robotics' own factorisations, the one-joint-per-agent splits of the HAPPO paper
+that gymnasium-robotics lacks (``Walker2d-6x1``, ``Humanoid-17x1``) are built here from its graph,
+with HARL's agent order. :func:`tuned_overrides` returns HARL's tuned hyperparameters for a task.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.envs import Option, PettingZooVecTask, VecTask, make_vec_task, resolve_options
+from harness.errors import HarnessError
+from harness.hookspecs import hookimpl
+
+# The tasks listed by ``harness plugins``; any other scenario/conf gymnasium-robotics accepts works too.
+SCENARIOS = (
+    "HalfCheetah-2x3",
+    "HalfCheetah-6x1",
+    "Hopper-3x1",
+    "Walker2d-2x3",
+    "Walker2d-6x1",
+    "Ant-4x2",
+    "Humanoid-9|8",
+    "Humanoid-17x1",
+)
+
+OBS_MODES = ("local", "global")
+
+OPTIONS = {
+    "agent_obsk": Option(int, 1, "local observations: observe joints up to this many hops away (0: own joints only)"),
+    "episode_limit": Option(int, 1000, "episode length in steps (a time-limit end is a truncation)"),
+    "obs_mode": Option(str, "local", "local: gymnasium-robotics' per-agent observations; "
+                                     "global: full state + one-hot agent id (HARL)"),
+    "workers": Option(int, 0, "worker processes for the copies (0: step them in this process)"),
+}
+
+# Factorisations of the HAPPO paper that gymnasium-robotics 1.4 does not define: one joint per
+# agent, in HARL's agent order (joint labels as in gymnasium-robotics' body graph).
+_EXTRA_FACTORISATIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("Walker2d", "6x1"): ("foot_joint", "leg_joint", "thigh_joint",
+                          "foot_left_joint", "leg_left_joint", "thigh_left_joint"),
+    ("Humanoid", "17x1"): ("left_shoulder1", "left_shoulder2", "abdomen_x", "abdomen_y", "abdomen_z",
+                           "right_shoulder1", "right_shoulder2", "right_elbow", "left_elbow",
+                           "left_hip_x", "left_hip_y", "left_hip_z", "right_hip_x", "right_hip_y",
+                           "right_hip_z", "right_knee", "left_knee"),
+}
+
+TUNED_FILE = Path(__file__).with_name("mamujoco_tuned.toml")
+
+
+def split_scenario(scenario: str) -> tuple[str, str]:
+    """``"HalfCheetah-2x3"`` -> ``("HalfCheetah", "2x3")``; split at the last '-'."""
+    name, sep, conf = scenario.rpartition("-")
+    if not sep or not name or not conf:
+        raise HarnessError(f"unknown MaMuJoCo task {scenario!r}: expected <Scenario>-<agent_conf>, "
+                           f"e.g. HalfCheetah-2x3; known: {_known()}")
+    return name, conf
+
+
+def _known() -> str:
+    return ", ".join(f"mamujoco/{s}" for s in SCENARIOS)
+
+
+def _factorisation(name: str, conf: str) -> dict[str, Any] | None:
+    """A custom ``agent_factorization`` for the extra splits, else None (gymnasium-robotics' own).
+
+    Raises whatever gymnasium-robotics raises for an unknown scenario or conf.
+    """
+    from gymnasium_robotics.envs.multiagent_mujoco.obsk import get_parts_and_edges
+
+    labels = _EXTRA_FACTORISATIONS.get((name, conf))
+    if labels is None:
+        get_parts_and_edges(name, conf)  # only to raise for an unknown scenario or conf
+        return None
+    # conf None gives the single-agent graph: every joint in one part, plus edges and globals.
+    (joints,), edges, globals_ = get_parts_and_edges(name, None)
+    by_label = {j.label: j for j in joints}
+    return {"partition": [(by_label[label],) for label in labels], "edges": edges, "globals": globals_}
+
+
+class GlobalObsEnv:
+    """Wraps a MaMuJoCo parallel env so every agent observes ``[state, one-hot agent id]``.
+
+    Only observations and observation spaces change; actions, rewards, flags and ``state()``
+    are the wrapped env's.
+    """
+
+    def __init__(self, env: Any) -> None:
+        import gymnasium
+
+        self.env = env
+        self.possible_agents = list(env.possible_agents)
+        n = len(self.possible_agents)
+        state_dim = int(np.prod(env.single_agent_env.observation_space.shape))
+        self._ids = {a: np.eye(n, dtype=np.float32)[i] for i, a in enumerate(self.possible_agents)}
+        space = gymnasium.spaces.Box(-np.inf, np.inf, (state_dim + n,), np.float32)
+        self.observation_spaces = {a: space for a in self.possible_agents}
+
+    @property
+    def agents(self) -> list[str]:
+        return self.env.agents
+
+    def observation_space(self, agent: str) -> Any:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> Any:
+        return self.env.action_space(agent)
+
+    def state(self) -> np.ndarray:
+        return self.env.state()
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        s = np.asarray(self.env.state(), dtype=np.float32)
+        return {a: np.concatenate([s, self._ids[a]]) for a in self.possible_agents}
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        _, info = self.env.reset(seed=seed, options=options)
+        return self._obs(), info
+
+    def step(self, actions: dict[str, np.ndarray]) -> tuple[dict, dict, dict, dict, dict]:
+        # The wrapped env still builds its local observations; they are cheap next to the physics.
+        _, rew, term, trunc, info = self.env.step(actions)
+        return self._obs(), rew, term, trunc, info
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _make_env(name: str, conf: str, agent_obsk: int, episode_limit: int, obs_mode: str) -> Any:
+    # Module-level (with primitive arguments) so a functools.partial of it pickles for spawned workers;
+    # the factorisation's graph nodes hold lambdas, so they are built here, inside the worker.
+    from gymnasium_robotics import mamujoco_v1
+
+    env = mamujoco_v1.parallel_env(name, conf, agent_obsk=agent_obsk, agent_factorization=_factorisation(name, conf),
+                                   max_episode_steps=episode_limit)
+    return GlobalObsEnv(env) if obs_mode == "global" else env
+
+
+def _build(name: str, conf: str, opts: dict[str, Any], seed: int, stream: int, n_envs: int,
+           copy_offset: int) -> VecTask:
+    make = functools.partial(_make_env, name, conf, opts["agent_obsk"], opts["episode_limit"], opts["obs_mode"])
+    # MaMuJoCo gives every agent the same team reward: take it once, not the sum over agents.
+    return PettingZooVecTask(make, n_envs, seed, team_reward="shared", episode_limit=opts["episode_limit"],
+                             stream=stream, copy_offset=copy_offset)
+
+
+def make_task(scenario: str, n_envs: int, seed: int, options: dict[str, Any], stream: int = 0) -> VecTask:
+    """Build ``n_envs`` copies of MaMuJoCo task ``scenario`` (``<Scenario>-<agent_conf>``)."""
+    opts = resolve_options("mamujoco", options, OPTIONS)
+    if opts["episode_limit"] < 1:
+        raise HarnessError(f"env.episode_limit must be >= 1, got {opts['episode_limit']}")
+    if opts["agent_obsk"] < 0:
+        raise HarnessError(f"env.agent_obsk must be >= 0, got {opts['agent_obsk']}")
+    if opts["obs_mode"] not in OBS_MODES:
+        raise HarnessError(f"env.obs_mode={opts['obs_mode']!r} is not one of: {', '.join(OBS_MODES)}")
+    if opts["workers"] < 0:
+        raise HarnessError(f"env.workers must be >= 0, got {opts['workers']}")
+    name, conf = split_scenario(scenario)
+    # Check the name here, in this process: gymnasium-robotics raises a bare Exception, and with
+    # workers it would do so inside a worker process.
+    try:
+        _factorisation(name, conf)
+    except Exception as exc:
+        raise HarnessError(f"unknown MaMuJoCo task {scenario!r}: {exc}; known: {_known()}") from None
+    build = functools.partial(_build, name, conf, opts, seed, stream)
+    return make_vec_task(build, n_envs, opts["workers"])
+
+
+def tuned_overrides(task: str) -> dict[str, Any]:
+    """HARL's tuned config overrides for ``task`` (``mamujoco/HalfCheetah-2x3`` or ``HalfCheetah-2x3``).
+
+    Returns a fresh dict of :class:`harness.config.TrainConfig` keys (``env`` as a table of task
+    options), or ``{}`` for a task without tuned values.
+    """
+    if "/" not in task:
+        task = f"mamujoco/{task}"
+    with TUNED_FILE.open("rb") as f:
+        return tomllib.load(f).get(task, {})
+
+
+@hookimpl
+def register_tasks(register):
+    register("mamujoco", make_task, scenarios=SCENARIOS, open_scenarios=True, options=OPTIONS,
+             description="multi-agent MuJoCo from gymnasium-robotics (shared team reward)")
