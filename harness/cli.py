@@ -47,12 +47,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides += parse_set(args.set)
     cfg = build_config(overrides)
     regs = load_plugins(args.plugin)
-    out = Path(args.out) if args.out else Path("results") / "train" / cfg.task.replace("/", "_") / cfg.scheme / f"seed_{cfg.seed}"
+    out = Path(args.out) if args.out else Path("results") / "train" / cfg.task / cfg.scheme / f"seed_{cfg.seed}"
     trainer = Trainer(cfg, regs, out, progress=not args.quiet)
     rows = trainer.run_training()
     evals = [r["eval_return"] for r in rows if r.get("eval_return") is not None]
     if evals:
         print(f"{cfg.scheme} on {cfg.task} seed {cfg.seed}: eval return {evals[0]:.2f} -> {evals[-1]:.2f}; wrote {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from harness.bench import describe, load_suite, run_suite
+    suite = load_suite(args.suite, args.out)
+    if args.dry_run:
+        print("\n".join(describe(suite)))
+        return 0
+    failed = run_suite(suite, jobs=args.jobs, plot=not args.no_plot, progress=not args.quiet)
+    if failed:
+        print(f"harness: error: {failed} run(s) failed; re-run the same command to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from harness.plot import plot_results
+    files = plot_results(args.results, args.out, allow_mixed=args.allow_mixed)
+    for f in files:
+        print(f)
     return 0
 
 
@@ -78,6 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_plugin_arg(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench", help="run a benchmark suite (schemes x tasks x seeds) and plot it")
+    p.add_argument("suite", help="suite file, e.g. benchmarks/quickstart.toml")
+    p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: number of cores)")
+    p.add_argument("--out", help="results directory (default results/<suite name>)")
+    p.add_argument("--no-plot", action="store_true", help="do not plot at the end")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state, train nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("plot", help="draw comparison figures and tables from a results directory")
+    p.add_argument("results", help="results directory (searched recursively for runs)")
+    p.add_argument("--out", help="where to write figures and tables (default <results>/plots)")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="average runs even when their environment package versions differ")
+    p.set_defaults(func=cmd_plot)
     return parser
 
 

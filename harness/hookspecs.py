@@ -23,7 +23,10 @@ def register_tasks(register: Callable[..., None]) -> None:
 
     Call ``register(name, factory, scenarios=(...), description="")``. ``factory(scenario,
     n_envs, seed, options)`` returns a :class:`harness.envs.VecTask`; a task is then named
-    ``<name>/<scenario>`` on the command line.
+    ``<name>/<scenario>`` on the command line. Optional keywords: ``options`` (a dict of
+    :class:`harness.envs.Option`), ``open_scenarios=True`` (any scenario name is passed to the
+    factory), ``tuned`` (``tuned(task_name) -> dict`` of config overrides for ``tuned = true``
+    suites) and ``smoke=(scenario, options)`` (a small, fast instance the test suite trains on).
     """
 
 

@@ -150,7 +150,7 @@ def check_versions(df: pd.DataFrame) -> None:
         if group["env_versions"].nunique() > 1:
             raise HarnessError(f"runs of {scheme} on {task} used different env package versions: "
                                f"{_describe_version_split(group)}; rerun them with one set of versions "
-                               "or pass allow_mixed=True to compare them anyway")
+                               "or pass --allow-mixed (allow_mixed=True) to compare them anyway")
 
 
 def _describe_version_split(group: pd.DataFrame) -> str:

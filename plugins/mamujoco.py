@@ -77,6 +77,20 @@ def split_scenario(scenario: str) -> tuple[str, str]:
     return name, conf
 
 
+def _import_gymnasium_robotics() -> Any:
+    """Import gymnasium_robotics without its package notice on stderr (it concerns the Adroit
+    environments, not MaMuJoCo, and would otherwise appear in every worker process)."""
+    import contextlib
+    import io
+    import sys
+
+    if "gymnasium_robotics" not in sys.modules:
+        with contextlib.redirect_stderr(io.StringIO()):
+            import gymnasium_robotics  # noqa: F401
+    from gymnasium_robotics import mamujoco_v1
+    return mamujoco_v1
+
+
 def _known() -> str:
     return ", ".join(f"mamujoco/{s}" for s in SCENARIOS)
 
@@ -86,6 +100,7 @@ def _factorisation(name: str, conf: str) -> dict[str, Any] | None:
 
     Raises whatever gymnasium-robotics raises for an unknown scenario or conf.
     """
+    _import_gymnasium_robotics()
     from gymnasium_robotics.envs.multiagent_mujoco.obsk import get_parts_and_edges
 
     labels = _EXTRA_FACTORISATIONS.get((name, conf))
@@ -149,7 +164,7 @@ class GlobalObsEnv:
 def _make_env(name: str, conf: str, agent_obsk: int, episode_limit: int, obs_mode: str) -> Any:
     # Module-level (with primitive arguments) so a functools.partial of it pickles for spawned workers;
     # the factorisation's graph nodes hold lambdas, so they are built here, inside the worker.
-    from gymnasium_robotics import mamujoco_v1
+    mamujoco_v1 = _import_gymnasium_robotics()
 
     env = mamujoco_v1.parallel_env(name, conf, agent_obsk=agent_obsk, agent_factorization=_factorisation(name, conf),
                                    max_episode_steps=episode_limit)
@@ -200,5 +215,6 @@ def tuned_overrides(task: str) -> dict[str, Any]:
 
 @hookimpl
 def register_tasks(register):
-    register("mamujoco", make_task, scenarios=SCENARIOS, open_scenarios=True, options=OPTIONS,
+    register("mamujoco", make_task, scenarios=SCENARIOS, open_scenarios=True, options=OPTIONS, tuned=tuned_overrides,
+             smoke=("HalfCheetah-2x3", {"episode_limit": 30}),
              description="multi-agent MuJoCo from gymnasium-robotics (shared team reward)")

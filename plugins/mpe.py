@@ -51,4 +51,5 @@ def make_task(scenario: str, n_envs: int, seed: int, options: dict[str, Any], st
 @hookimpl
 def register_tasks(register):
     register("mpe", make_task, scenarios=tuple(SCENARIOS), options=OPTIONS,
+             smoke=("simple_speaker_listener", {}),
              description="MPE particle tasks from mpe2 (team reward = sum of agent rewards)")

@@ -59,6 +59,23 @@ def test_resume_after_stop_continues_exactly(regs, tmp_path):
 
 
 _REGS = load_plugins()
+SMOKE = [(f"{e.name}/{e.extra['smoke'][0]}", e.extra["smoke"][1]) for e in _REGS.tasks if "smoke" in e.extra]
+
+
+def test_every_builtin_task_family_declares_a_smoke_task():
+    assert {t.split("/")[0] for t, _ in SMOKE} >= {"mpe", "mamujoco"}
+
+
+@pytest.mark.parametrize("scheme", _REGS.schemes.names())
+@pytest.mark.parametrize("task,options", SMOKE, ids=[t for t, _ in SMOKE])
+def test_every_registered_scheme_trains_on_every_task_family(regs, tmp_path, monkeypatch, scheme, task, options):
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes MUJOCO_LOG.TXT into the working directory
+    rows = train(regs, tmp_path / "r", scheme=scheme, task=task, steps=100, env=options)
+    assert [int(r["iteration"]) for r in rows] == [0, 1, 2]
+    last = rows[-1]
+    for col in ("eval_return", "train_return", "policy_loss", "value_loss", "entropy"):
+        assert last[col] not in ("", "nan"), col
+    assert float(last["value_loss"]) >= 0 and float(last["entropy"]) != 0
 
 
 @pytest.mark.parametrize("scheme", _REGS.schemes.names())

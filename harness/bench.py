@@ -1,0 +1,220 @@
+"""Benchmark suites: every (scheme x task x seed) of a TOML file, in parallel, resumable, then plotted.
+
+A suite file::
+
+    [suite]
+    name = "quickstart"
+    schemes = ["happo", "mappo"]
+    tasks = ["mpe/simple_spread", "mpe/simple_speaker_listener"]
+    seeds = [1, 2, 3]              # or a count: seeds = 3 means 1, 2, 3
+    steps = 200_000                # budget per run, in environment steps
+    eval_interval = 5              # iterations between evaluations
+    eval_episodes = 20
+    tuned = false                  # apply the task plugin's tuned hyperparameters (e.g. MaMuJoCo)
+    plugins = []                   # extra plugin modules or .py files (paths relative to this file)
+
+    [config]                       # overrides for every run (any `harness train --set` key)
+    [tasks."mpe/simple_spread"]    # overrides for one task
+    [schemes.mappo]                # overrides for one scheme
+
+Overrides apply in this order: harness defaults, threads=1, the [suite] budget, tuned values,
+[config], [tasks.T], [schemes.S]. Runs go to ``<out>/<task>/<scheme>/seed_<k>/``. Re-running the
+same command skips finished runs and resumes unfinished ones from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import TrainConfig, build_config
+from harness.errors import HarnessError
+from harness.plugins import Registries, load_plugins
+from harness.results import RunDir
+from harness.tasks import make_task, split_task
+
+SUITE_KEYS = {"name", "description", "schemes", "tasks", "seeds", "steps", "eval_interval", "eval_episodes",
+              "tuned", "plugins"}
+TOP_KEYS = {"suite", "config", "tasks", "schemes"}
+
+
+@dataclass
+class RunSpec:
+    """One run of a suite."""
+
+    task: str
+    scheme: str
+    seed: int
+    overrides: list[tuple[str, Any]]
+    out: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.scheme} {self.task} seed {self.seed}"
+
+
+@dataclass
+class Suite:
+    """A parsed, validated suite file."""
+
+    path: Path
+    name: str
+    schemes: list[str]
+    tasks: list[str]
+    seeds: list[int]
+    plugins: list[str]
+    runs: list[RunSpec] = field(default_factory=list)
+
+
+def _need(cond: bool, path: Path, message: str) -> None:
+    if not cond:
+        raise HarnessError(f"{path}: {message}")
+
+
+def _list_of(value: Any, typ: type, path: Path, key: str) -> list:
+    _need(isinstance(value, list) and value and all(isinstance(v, typ) and not isinstance(v, bool) for v in value),
+          path, f"[suite] {key} must be a non-empty list of {typ.__name__}s, got {value!r}")
+    return value
+
+
+def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries | None = None) -> Suite:
+    """Parse and validate a suite file; every run's config is built (and checked) here."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"suite file {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise HarnessError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(data) - TOP_KEYS
+    _need(not unknown, path, f"unknown table(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+    suite = data.get("suite")
+    _need(isinstance(suite, dict), path, "missing [suite] table")
+    unknown = set(suite) - SUITE_KEYS
+    _need(not unknown, path, f"unknown [suite] key(s) {sorted(unknown)}; allowed: {sorted(SUITE_KEYS)}")
+    for key in ("schemes", "tasks", "seeds", "steps"):
+        _need(key in suite, path, f"[suite] needs {key!r}")
+    schemes = _list_of(suite["schemes"], str, path, "schemes")
+    tasks = _list_of(suite["tasks"], str, path, "tasks")
+    seeds = suite["seeds"]
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        _need(seeds >= 1, path, f"[suite] seeds={seeds} must be >= 1")
+        seeds = list(range(1, seeds + 1))
+    seeds = _list_of(seeds, int, path, "seeds")
+    for key in ("steps", "eval_interval", "eval_episodes"):
+        if key in suite:
+            v = suite[key]
+            ok = isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if key == "eval_interval" else v > 0)
+            _need(ok, path, f"[suite] {key}={v!r} must be a {'non-negative' if key == 'eval_interval' else 'positive'} integer")
+    plugins = [str((path.parent / p).resolve()) if str(p).endswith(".py") else str(p) for p in suite.get("plugins", [])]
+    regs = regs or load_plugins(plugins)
+    for s in schemes:
+        regs.schemes.get(s)
+    for tables in ("config", "tasks", "schemes"):
+        _need(isinstance(data.get(tables, {}), dict), path, f"[{tables}] must be a table")
+    for t in data.get("tasks", {}):
+        _need(t in tasks, path, f"[tasks.{t!r}] names a task that is not in [suite] tasks {tasks}")
+    for s in data.get("schemes", {}):
+        _need(s in schemes, path, f"[schemes.{s}] names a scheme that is not in [suite] schemes {schemes}")
+    out = Path(out) if out is not None else Path("results") / suite.get("name", path.stem)
+    result = Suite(path, suite.get("name", path.stem), schemes, tasks, seeds, plugins)
+    for task in tasks:
+        family, scenario = split_task(task)
+        entry = regs.tasks.get(family)
+        tuned = entry.extra.get("tuned") if suite.get("tuned", False) else None
+        base: list[tuple[str, Any]] = [("threads", 1)]
+        base += [(k, suite[k]) for k in ("steps", "eval_interval", "eval_episodes") if k in suite]
+        base += list(tuned(task).items()) if tuned else []
+        base += list(data.get("config", {}).items()) + list(data.get("tasks", {}).get(task, {}).items())
+        checked = False
+        for scheme in schemes:
+            over = base + list(data.get("schemes", {}).get(scheme, {}).items())
+            for seed in seeds:
+                full = over + [("task", task), ("scheme", scheme), ("seed", seed)]
+                try:
+                    cfg = build_config(full)
+                except HarnessError as exc:
+                    raise HarnessError(f"{path}: {task} / {scheme}: {exc}") from None
+                if not checked:  # build the task once: unknown scenarios and options fail here, not in a worker
+                    make_task(regs, task, 1, 0, cfg.env).close()
+                    checked = True
+                result.runs.append(RunSpec(task, scheme, seed, full, out / task / scheme / f"seed_{seed}"))
+    result.out = out  # type: ignore[attr-defined]
+    return result
+
+
+def _run_one(spec: RunSpec, plugins: list[str]) -> tuple[str, float | None]:
+    """Worker: train one run (resuming it if a checkpoint exists); return its last evaluation."""
+    from harness.trainer import Trainer
+    regs = load_plugins(plugins)
+    cfg = build_config(spec.overrides)
+    Trainer(cfg, regs, spec.out, progress=False).run_training()
+    rows = [r for r in RunDir(spec.out).rows() if r["eval_return"]]
+    return spec.label, float(rows[-1]["eval_return"]) if rows else None
+
+
+def _steps_done(spec: RunSpec) -> int:
+    rows = RunDir(spec.out).rows()
+    return int(rows[-1]["env_steps"]) if rows else 0
+
+
+def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress: bool = True) -> int:
+    """Run every unfinished run of ``suite``; return the number of runs that failed."""
+    out: Path = suite.out  # type: ignore[attr-defined]
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [r for r in suite.runs if not RunDir(r.out).done]
+    done_before = len(suite.runs) - len(todo)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+    print(f"suite {suite.name}: {len(suite.runs)} runs ({done_before} already finished), {jobs} parallel jobs, "
+          f"results in {out}", file=sys.stderr)
+    total_steps = sum(build_config(r.overrides).iterations * build_config(r.overrides).batch_steps for r in todo)
+    failures: list[str] = []
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+        bar = tqdm(total=total_steps, unit="step", desc=f"bench {suite.name}", dynamic_ncols=True, file=sys.stderr)
+    if todo:
+        start_steps = {id(r): _steps_done(r) for r in todo}
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_run_one, r, suite.plugins): r for r in todo}
+            pending = set(futures)
+            while pending:
+                finished, pending = cf.wait(pending, timeout=2.0, return_when=cf.FIRST_COMPLETED)
+                for fut in finished:
+                    spec = futures[fut]
+                    try:
+                        label, final = fut.result()
+                        msg = f"done: {label}: final eval return {final:.2f}" if final is not None else f"done: {label}"
+                    except Exception as exc:  # one failed run must not stop the others
+                        failures.append(f"{spec.label}: {type(exc).__name__}: {exc}")
+                        msg = f"FAILED: {spec.label}: {exc}"
+                    (bar.write(msg, file=sys.stderr) if bar else print(msg, file=sys.stderr))
+                if bar is not None:
+                    bar.n = sum(_steps_done(r) - start_steps[id(r)] for r in todo)
+                    bar.refresh()
+        if bar is not None:
+            bar.close()
+    for f in failures:
+        print(f"harness: run failed: {f}", file=sys.stderr)
+    if plot and len(failures) < len(suite.runs):
+        from harness.plot import plot_results
+        files = plot_results(out)
+        print(f"plots and tables in {files[0].parent}", file=sys.stderr)
+    return len(failures)
+
+
+def describe(suite: Suite) -> list[str]:
+    """One line per run: what would be trained where (for ``--dry-run``)."""
+    lines = []
+    for r in suite.runs:
+        cfg: TrainConfig = build_config(r.overrides)
+        state = "finished" if RunDir(r.out).done else ("partial" if RunDir(r.out).checkpoint_file.exists() else "new")
+        lines.append(f"{r.label}: {cfg.steps} steps, {cfg.iterations} iterations -> {r.out} [{state}]")
+    return lines

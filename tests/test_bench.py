@@ -1,0 +1,116 @@
+"""Benchmark suites: validation of suite files, resume after a killed worker, plots at the end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.bench import load_suite
+from harness.errors import HarnessError
+from harness.results import RunDir
+
+HARNESS = str(Path(sys.executable).with_name("harness"))
+
+SUITE = """
+[suite]
+name = "tiny"
+schemes = ["happo", "mappo"]
+tasks = ["mpe/simple_spread"]
+seeds = 2
+steps = {steps}
+eval_interval = 1
+eval_episodes = 2
+[config]
+n_envs = 2
+rollout_length = 25
+eval_envs = 2
+hidden_sizes = [16]
+checkpoint_interval = 1
+[schemes.mappo]
+share_params = "false"
+"""
+
+
+def write(tmp_path, text, name="suite.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_suite_expands_runs_with_overrides_in_order(tmp_path, regs):
+    suite = load_suite(write(tmp_path, SUITE.format(steps=100)), tmp_path / "out", regs)
+    assert [(r.scheme, r.seed) for r in suite.runs] == [("happo", 1), ("happo", 2), ("mappo", 1), ("mappo", 2)]
+    assert suite.runs[0].out == tmp_path / "out" / "mpe" / "simple_spread" / "happo" / "seed_1"
+    over = dict(suite.runs[2].overrides)
+    assert over["share_params"] == "false" and over["threads"] == 1 and over["steps"] == 100
+
+
+def test_tuned_suite_applies_the_task_plugins_values(tmp_path, regs, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = ('[suite]\nschemes=["happo"]\ntasks=["mamujoco/HalfCheetah-2x3"]\nseeds=1\nsteps=1000\ntuned=true\n'
+            '[config]\nppo_epochs=3\n')
+    suite = load_suite(write(tmp_path, text), tmp_path / "o", regs)
+    over = dict(suite.runs[0].overrides)
+    assert over["clip"] == 0.05 and over["ppo_epochs"] == 3  # tuned value, then [config] wins
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("[suite]\nschemes=['happo']\ntasks=['mpe/simple_spread']\nseeds=1\nsteps=0\n", "steps=0 must be a positive integer"),
+    ("[suite]\nschemes=['happo']\ntasks=['mpe/simple_spread']\nseeds=1\nsteps=-5\n", "steps=-5 must be a positive"),
+    ("[suite]\nschemes=['happo']\ntasks=['mpe/simple_tag']\nseeds=1\nsteps=10\n", "unknown task 'mpe/simple_tag'"),
+    ("[suite]\nschemes=['hapo']\ntasks=['mpe/simple_spread']\nseeds=1\nsteps=10\n", "unknown scheme 'hapo'"),
+    ("[suite]\nschemes=['happo']\ntasks=['mpe/simple_spread']\nseeds=1\nsteps=10\nbudget=3\n", "unknown [suite] key(s) ['budget']"),
+    ("[suite]\nschemes=['happo']\ntasks=['mpe/simple_spread']\nseeds=1\nsteps=10\n[configs]\n", "unknown table(s) ['configs']"),
+    ("[suite]\nschemes=['happo']\ntasks=['mpe/simple_spread']\nseeds=1\nsteps=10\n[config]\nlr='x'\n", "lr='x' is not a number"),
+    ("[suite]\nschemes=['happo']\ntasks=['mpe/simple_spread']\nseeds=1\n", "[suite] needs 'steps'"),
+    ("[suite]\nschemes='happo'\ntasks=['mpe/simple_spread']\nseeds=1\nsteps=10\n", "schemes must be a non-empty list"),
+    ("[suite\n", "not valid TOML"),
+])
+def test_bad_suite_files_give_one_line_errors(tmp_path, text, needle):
+    path = write(tmp_path, text)
+    out = subprocess.run([HARNESS, "bench", str(path), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert needle in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_bench_resumes_after_a_killed_worker_without_duplicates(tmp_path):
+    path = write(tmp_path, SUITE.format(steps=1500))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([HARNESS, "bench", str(path), "--out", str(out), "--jobs", "2", "--no-plot", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = None
+    deadline = time.time() + 120
+    while time.time() < deadline and victim is None:
+        time.sleep(0.5)
+        run = RunDir(out / "mpe" / "simple_spread" / "happo" / "seed_1")
+        if run.checkpoint_file.exists() and len(run.rows()) >= 4 and not run.done:
+            children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            workers = [int(c) for c in children
+                       if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore")]
+            if workers:
+                victim = workers[0]
+                os.kill(victim, signal.SIGKILL)
+    assert victim is not None, "no worker to kill"
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    done_before = {r: RunDir(r).done_file.stat().st_mtime for r in out.glob("mpe/simple_spread/*/seed_*")
+                   if RunDir(r).done}
+    again = subprocess.run([HARNESS, "bench", str(path), "--out", str(out), "--jobs", "2", "--quiet"],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    for run_path in out.glob("mpe/simple_spread/*/seed_*"):
+        rows = RunDir(run_path).rows()
+        iterations = [int(r["iteration"]) for r in rows]
+        assert iterations == list(range(31)), (run_path, iterations)  # 1500 steps / 50 per iteration
+    for r, mtime in done_before.items():
+        assert RunDir(r).done_file.stat().st_mtime == mtime  # finished runs were not re-run
+    assert (out / "plots" / "curves.png").stat().st_size > 10_000
+    assert (out / "plots" / "summary.md").read_text().count("mpe/simple_spread") >= 2
