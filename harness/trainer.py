@@ -52,6 +52,10 @@ class Trainer:
         self.task: VecTask = make_task(regs, cfg.task, cfg.n_envs, cfg.seed, cfg.env, stream=TRAIN_STREAM)
         self.eval_task: VecTask | None = None
         builder = network_entry.factory()
+        self.builder = builder
+        self._policy: Any = None
+        # Sampling during rollouts uses its own generator (saved in checkpoints).
+        self.act_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 7]))
         try:
             self.scheme = scheme_entry.factory(self.task, builder, cfg)
         except HarnessError:
@@ -80,18 +84,14 @@ class Trainer:
         terminated = np.empty((T, E), bool)
         truncated = np.empty((T, E), bool)
         returns: list[float] = []
-        actors = self.scheme.actors
         obs, state = self.obs, self.state
         with torch.no_grad():
             for t in range(T):
-                actions = []
+                actions, logps = self.act(obs)
                 for i in range(N):
                     obs_buf[i][t] = obs[i]
-                    a, lp = actors[i].act(torch.from_numpy(obs[i]))
-                    a = a.numpy()
-                    act_buf[i][t] = a
-                    logp_buf[i][t] = lp.numpy()
-                    actions.append(a)
+                    act_buf[i][t] = actions[i]
+                    logp_buf[i][t] = logps[i]
                 states[t] = state
                 res = task.step(actions)
                 rewards[t] = res.reward
@@ -103,6 +103,18 @@ class Trainer:
         states[T] = state
         self.obs, self.state = obs, state
         return self._batch(obs_buf, act_buf, logp_buf, states, final_states, rewards, terminated, truncated), returns
+
+    def act(self, obs: list[np.ndarray], deterministic: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Actions and log-probabilities of every agent, through the network plugin's fast acting
+        policy when it offers one (rebuilt after every update), else through the actors."""
+        if self._policy is None:
+            make = getattr(self.builder, "acting_policy", None)
+            self._policy = (make(self.scheme.actors) if make is not None else None) or False
+        if self._policy:
+            return self._policy(obs, self.act_rng, deterministic)
+        out = [actor.act(torch.from_numpy(o), deterministic=deterministic)
+               for actor, o in zip(self.scheme.actors, obs)]
+        return [a.numpy() for a, _ in out], [lp.numpy() for _, lp in out]
 
     def _batch(self, obs_buf, act_buf, logp_buf, states, final_states, rewards, terminated, truncated) -> Batch:
         cfg = self.cfg
@@ -146,9 +158,7 @@ class Trainer:
         limit = max(1, task.episode_limit) * (cfg.eval_episodes // cfg.eval_envs + 2) + 10_000
         with torch.no_grad():
             for _ in range(limit):
-                actions = [self.scheme.actors[i].act(torch.from_numpy(obs[i]), deterministic=True)[0].numpy()
-                           for i in range(len(task.agents))]
-                res = task.step(actions)
+                res = task.step(self.act(obs, deterministic=True)[0])
                 done.extend(res.episode_returns)
                 obs = res.obs
                 if len(done) >= cfg.eval_episodes:
@@ -166,6 +176,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(),
+            "act_rng": self.act_rng.bit_generator.state,
             "episodes": self.task.episode_counters(),
         }
 
@@ -176,6 +187,8 @@ class Trainer:
         torch.set_rng_state(ckpt["torch_rng"])
         np.random.set_state(ckpt["numpy_rng"])
         random.setstate(ckpt["python_rng"])
+        self.act_rng.bit_generator.state = ckpt["act_rng"]
+        self._policy = None
         # Episodes restart at the saved episode numbers; a run checkpointed at an episode boundary
         # (MPE with rollout_length a multiple of the episode length) continues exactly.
         self.obs, self.state = self.task.reset(ckpt["episodes"])
@@ -233,6 +246,7 @@ class Trainer:
                 batch, returns = self.collect()
                 t1 = time.perf_counter()
                 metrics = self.scheme.update(batch)
+                self._policy = None
                 t2 = time.perf_counter()
                 self._check_finite(metrics)
                 self.iteration += 1

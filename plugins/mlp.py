@@ -9,8 +9,9 @@ log_std initialised to 1 (std 0.37 at the start, at most 0.5).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,6 +45,7 @@ class MLPActor(nn.Module):
     def __init__(self, obs_dim: int, action_space: ActionSpace, hidden: list[int], activation: str) -> None:
         super().__init__()
         self.discrete = action_space.kind == "discrete"
+        self.activation = activation
         self.body = trunk(obs_dim, hidden, activation)
         self.head = _init(nn.Linear(hidden[-1] if hidden else obs_dim, action_space.n), 0.01)
         if not self.discrete:
@@ -79,8 +81,90 @@ class MLPCritic(nn.Module):
         return self.head(self.body(state)).squeeze(-1)
 
 
+class NumpyPolicy:
+    """A frozen NumPy copy of MLP actors, for acting during rollouts and evaluation.
+
+    A rollout calls the actors once per agent per step on a few dozen observations, where torch's
+    per-operation overhead dominates; NumPy on stacked weights (agents with the same shapes share one
+    batched matrix product) is two to four times faster. It computes the same function as
+    ``MLPActor`` (tested to 1e-5); sampling uses the generator it is given (Gumbel-max for
+    categorical actions, so a seeded generator gives reproducible rollouts).
+    """
+
+    def __init__(self, actors: Sequence[MLPActor]) -> None:
+        groups: dict[tuple, list[int]] = {}
+        for i, actor in enumerate(actors):
+            shapes = tuple(tuple(p.shape) for p in actor.parameters())
+            groups.setdefault((actor.discrete, actor.activation, shapes), []).append(i)
+        self.n_agents = len(actors)
+        self.groups = []
+        for (discrete, activation, _), members in groups.items():
+            mods = [actors[i] for i in members]
+            layers = []  # per hidden block: (W [A, in, out], b [A, 1, out], ln_w, ln_b)
+            lin = [m for m in mods[0].body if isinstance(m, nn.Linear)]
+            lns = [m for m in mods[0].body if isinstance(m, nn.LayerNorm)]
+            stack = lambda get: np.stack([get(a).detach().numpy() for a in mods]).astype(np.float32)  # noqa: E731
+            ln_in = (stack(lambda a: a.body[0].weight)[:, None], stack(lambda a: a.body[0].bias)[:, None])
+            for k in range(len(lin)):
+                idx_lin = list(mods[0].body).index(lin[k])
+                idx_ln = list(mods[0].body).index(lns[k + 1])
+                layers.append((
+                    stack(lambda a, j=idx_lin: a.body[j].weight.T),
+                    stack(lambda a, j=idx_lin: a.body[j].bias)[:, None],
+                    stack(lambda a, j=idx_ln: a.body[j].weight)[:, None],
+                    stack(lambda a, j=idx_ln: a.body[j].bias)[:, None],
+                ))
+            head = (stack(lambda a: a.head.weight.T), stack(lambda a: a.head.bias)[:, None])
+            std = None if discrete else stack(lambda a: a._std())[:, None]
+            self.groups.append((members, discrete, activation, ln_in, layers, head, std))
+
+    @staticmethod
+    def _ln(h: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+        mu = h.mean(-1, keepdims=True)
+        d = h - mu
+        return d / np.sqrt((d * d).mean(-1, keepdims=True) + 1e-5) * w + b
+
+    def __call__(self, obs: Sequence[np.ndarray], rng: np.random.Generator,
+                 deterministic: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Actions and log-probabilities per agent for observations ``obs[i]`` of shape ``[B, d_i]``."""
+        actions: list[Any] = [None] * self.n_agents
+        logps: list[Any] = [None] * self.n_agents
+        for members, discrete, activation, ln_in, layers, head, std in self.groups:
+            h = self._ln(np.stack([obs[i] for i in members]), *ln_in)
+            for w, b, lw, lb in layers:
+                h = h @ w + b
+                h = np.maximum(h, 0.0) if activation == "relu" else np.tanh(h)
+                h = self._ln(h, lw, lb)
+            out = h @ head[0] + head[1]
+            if discrete:
+                z = out - out.max(-1, keepdims=True)
+                logp_all = z - np.log(np.exp(z).sum(-1, keepdims=True))
+                if deterministic:
+                    a = logp_all.argmax(-1)
+                else:
+                    a = (logp_all + rng.gumbel(size=logp_all.shape)).argmax(-1)
+                lp = np.take_along_axis(logp_all, a[..., None], -1)[..., 0]
+            else:
+                a = out if deterministic else out + std * rng.standard_normal(out.shape, dtype=np.float32)
+                zz = (a - out) / std
+                lp = (-0.5 * zz * zz - np.log(std) - 0.5 * _LOG_2PI).sum(-1)
+            for k, i in enumerate(members):
+                actions[i] = a[k]
+                logps[i] = lp[k].astype(np.float32)
+        return actions, logps
+
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
 class MLPBuilder:
     """Builds MLP actors and critics from the run's config (``hidden_sizes``, ``activation``)."""
+
+    def acting_policy(self, actors: Sequence[nn.Module]) -> NumpyPolicy | None:
+        """A fast NumPy copy of ``actors`` for rollouts, or None when they are not all ``MLPActor``."""
+        if all(type(a) is MLPActor for a in actors):
+            return NumpyPolicy(actors)
+        return None
 
     def actor(self, obs_dim: int, action_space: ActionSpace, config: Any) -> nn.Module:
         return MLPActor(obs_dim, action_space, list(config.hidden_sizes), config.activation)
