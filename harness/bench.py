@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import TrainConfig, build_config
+from harness.config import TrainConfig, build_config, load_overrides_file
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
 from harness.results import RunDir
@@ -84,6 +84,25 @@ def _list_of(value: Any, typ: type, path: Path, key: str) -> list:
     return value
 
 
+def _with_include(table: Any, path: Path, where: str) -> dict[str, Any]:
+    """An override table whose ``include = "file.toml"`` (relative to the suite file; a list is
+    allowed) is replaced by that file's overrides, the table's own keys applied after them."""
+    _need(isinstance(table, dict), path, f"{where} must be a table")
+    table = dict(table)
+    files = table.pop("include", [])
+    files = [files] if isinstance(files, str) else files
+    _need(isinstance(files, list) and all(isinstance(f, str) for f in files), path,
+          f"{where} include={files!r} must be a file name or a list of them")
+    merged: dict[str, Any] = {}
+    for f in files:
+        try:
+            merged.update(load_overrides_file(path.parent / f))
+        except HarnessError as exc:
+            raise HarnessError(f"{path}: {where} include: {exc}") from None
+    merged.update(table)
+    return merged
+
+
 def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries | None = None) -> Suite:
     """Parse and validate a suite file; every run's config is built (and checked) here."""
     path = Path(path)
@@ -123,6 +142,9 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
         _need(t in tasks, path, f"[tasks.{t!r}] names a task that is not in [suite] tasks {tasks}")
     for s in data.get("schemes", {}):
         _need(s in schemes, path, f"[schemes.{s}] names a scheme that is not in [suite] schemes {schemes}")
+    data["config"] = _with_include(data.get("config", {}), path, "[config]")
+    data["tasks"] = {t: _with_include(v, path, f"[tasks.{t!r}]") for t, v in data.get("tasks", {}).items()}
+    data["schemes"] = {s: _with_include(v, path, f"[schemes.{s}]") for s, v in data.get("schemes", {}).items()}
     out = Path(out) if out is not None else Path("results") / suite.get("name", path.stem)
     result = Suite(path, suite.get("name", path.stem), schemes, tasks, seeds, plugins)
     for task in tasks:

@@ -1,4 +1,4 @@
-"""The ``harness`` command: ``plugins``, ``train``, ``bench``, ``plot``.
+"""The ``harness`` command: ``plugins``, ``train``, ``bench``, ``sweep``, ``plot``.
 
 User errors (bad names, options, files) print one line ``harness: error: ...`` and exit 2.
 """
@@ -35,11 +35,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from harness.config import build_config, parse_set
+    from harness.config import build_config, load_overrides_file, parse_set
     from harness.plugins import load_plugins
     from harness.trainer import Trainer
 
     overrides: list[tuple[str, object]] = []
+    for file in args.config:
+        overrides += load_overrides_file(file)
     for key in ("scheme", "task", "network", "steps", "seed"):
         value = getattr(args, key)
         if value is not None:
@@ -69,6 +71,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from harness.sweep import load_sweep, run_sweep
+    sweep = load_sweep(args.sweep, args.out)
+    summary = run_sweep(sweep, storage=args.storage, trials=args.trials, jobs=args.jobs, resume=args.resume,
+                        progress=not args.quiet)
+    c = summary["counts"]
+    print(f"study {summary['study']}: {c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed")
+    if "best_value" in summary:
+        print(f"best trial {summary['best_trial']}: {summary['best_value']:.4f} {summary['best_params']}")
+    for f in summary["files"]:
+        print(f)
+    if c["complete"] + c["pruned"] < (args.trials or sweep.trials):
+        print(f"harness: error: the sweep stopped after {c['fail']} failed trials (see fail_reason in trials.csv)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from harness.plot import plot_results
     files = plot_results(args.results, args.out, allow_mixed=args.allow_mixed)
@@ -94,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network", help="network builder (default mlp)")
     p.add_argument("--steps", help="environment steps")
     p.add_argument("--seed", help="seed")
+    p.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help="TOML file of config overrides, e.g. a sweep's best.toml (applied before --set)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (see below)")
     p.add_argument("--out", help="run directory (default results/train/<task>/<scheme>/seed_<k>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -108,6 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state, train nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("sweep", help="tune a scheme's hyperparameters with an Optuna study")
+    p.add_argument("sweep", help="sweep file, e.g. benchmarks/sweeps/happo_spread.toml")
+    p.add_argument("--storage", help="SQLAlchemy URL of the study's database, e.g. postgresql://user@host/db "
+                   "(default: SQLite file <out>/study.db)")
+    p.add_argument("--trials", type=int, help="finished trials the study should reach (default: the file's)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (default 1)")
+    p.add_argument("--resume", action="store_true", help="continue an existing study (an error if there is none)")
+    p.add_argument("--out", help="directory for trial runs and outputs (default results/sweeps/<name>)")
+    p.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("plot", help="draw comparison figures and tables from a results directory")
     p.add_argument("results", help="results directory (searched recursively for runs)")

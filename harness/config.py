@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
@@ -155,6 +156,24 @@ def parse_set(items: list[str]) -> list[tuple[str, str]]:
         key, value = item.split("=", 1)
         pairs.append((key, value))
     return pairs
+
+
+def load_overrides_file(path: str | Path) -> list[tuple[str, Any]]:
+    """Config overrides from a TOML file of ``key = value`` lines (an ``[env]`` table sets task
+    options), such as the ``best.toml`` a sweep writes. Keys are checked when the config is built."""
+    import tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"config file {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise HarnessError(f"{path}: not valid TOML: {exc}") from None
+    for key in data:
+        if key != "env" and key not in FIELDS:
+            raise HarnessError(f"{path}: unknown option {key!r}; known: {', '.join(FIELDS)}")
+    return list(data.items())
 
 
 def build_config(overrides: dict[str, Any] | list[tuple[str, Any]] = ()) -> TrainConfig:

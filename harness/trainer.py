@@ -10,7 +10,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -223,20 +223,24 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def run_training(self) -> list[dict[str, Any]]:
         """Train to the step budget; return the metrics rows written by this call."""
+        return list(self.iterate())
+
+    def iterate(self) -> Iterator[dict[str, Any]]:
+        """Train to the step budget, yielding each metrics row as it is written (so several runs
+        can advance in lockstep, as a sweep trial's seeds do). Closes the tasks when it ends."""
         cfg = self.cfg
-        if self.run is not None and not self._start_run_dir():
-            self._log(f"{self.run.path} is already finished; nothing to do")
-            return []
-        rows: list[dict[str, Any]] = []
         bar = None
-        if self.progress:
-            from tqdm import tqdm
-            bar = tqdm(total=cfg.iterations * cfg.batch_steps, initial=self.env_steps, unit="step",
-                       desc=f"{cfg.scheme} {cfg.task} s{cfg.seed}", dynamic_ncols=True, file=sys.stderr)
         try:
+            if self.run is not None and not self._start_run_dir():
+                self._log(f"{self.run.path} is already finished; nothing to do")
+                return
+            if self.progress:
+                from tqdm import tqdm
+                bar = tqdm(total=cfg.iterations * cfg.batch_steps, initial=self.env_steps, unit="step",
+                           desc=f"{cfg.scheme} {cfg.task} s{cfg.seed}", dynamic_ncols=True, file=sys.stderr)
             if self.iteration == 0:
                 ev, ev_std = self.evaluate()
-                rows.append(self._emit({"iteration": 0, "env_steps": 0, "eval_return": ev, "eval_return_std": ev_std}))
+                yield self._emit({"iteration": 0, "env_steps": 0, "eval_return": ev, "eval_return_std": ev_std})
             recent = float("nan")
             t_start = time.perf_counter()
             while self.iteration < cfg.iterations:
@@ -260,19 +264,19 @@ class Trainer:
                 last = self.iteration == cfg.iterations
                 if last or (cfg.eval_interval and self.iteration % cfg.eval_interval == 0):
                     row["eval_return"], row["eval_return_std"] = self.evaluate()
-                rows.append(self._emit(row))
+                self._emit(row)
                 if self.run is not None and (last or self.iteration % cfg.checkpoint_interval == 0):
                     self.run.save_checkpoint(self.checkpoint_state())
                 if bar is not None:
                     bar.update(cfg.batch_steps)
                     bar.set_postfix(ret=f"{recent:.1f}", sps=f"{row['steps_per_s']:.0f}", refresh=False)
+                yield row
             if self.run is not None:
                 self.run.mark_done()
         finally:
             if bar is not None:
                 bar.close()
             self.close()
-        return rows
 
     def _check_finite(self, metrics: dict[str, Any]) -> None:
         bad = [k for k, v in metrics.items() if isinstance(v, float) and not np.isfinite(v)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from harness.hookspecs import hookimpl
 from harness.scheme import OnPolicyScheme
+from harness.sweep import PPO_SEARCH_SPACE
 
 
 class HAPPO(OnPolicyScheme):
@@ -26,4 +27,4 @@ class HAPPO(OnPolicyScheme):
 
 @hookimpl
 def register_schemes(register):
-    register("happo", HAPPO, description="HAPPO: sequential updates in a random order with the ratio factor")
+    register("happo", HAPPO, search_space=PPO_SEARCH_SPACE, description="HAPPO: sequential updates in a random order with the ratio factor")

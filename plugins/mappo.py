@@ -15,6 +15,7 @@ from harness.errors import HarnessError
 from harness.hookspecs import hookimpl
 from harness.ppo import ActorGroup
 from harness.scheme import OnPolicyScheme
+from harness.sweep import PPO_SEARCH_SPACE
 
 
 class MAPPO(OnPolicyScheme):
@@ -37,4 +38,4 @@ class MAPPO(OnPolicyScheme):
 
 @hookimpl
 def register_schemes(register):
-    register("mappo", MAPPO, description="MAPPO: simultaneous updates on the raw advantage, optional parameter sharing")
+    register("mappo", MAPPO, search_space=PPO_SEARCH_SPACE, description="MAPPO: simultaneous updates on the raw advantage, optional parameter sharing")

@@ -1,0 +1,604 @@
+"""Optuna hyperparameter sweeps: ``harness sweep FILE [--storage URL] [--jobs N] [--trials N] [--resume]``.
+
+A sweep file (TOML) names one scheme, one or more tasks, the budget and seeds of a trial, the
+objective and a search space::
+
+    [sweep]
+    name = "happo_spread"
+    scheme = "happo"
+    tasks = ["mpe/simple_spread"]
+    steps = 100_000          # env steps per run
+    seeds = 2                # runs per task in every trial (or a list of seeds)
+    trials = 30              # finished trials the study should reach (--trials overrides)
+    evaluations = 10         # evaluations per run, evenly spaced; the pruner sees each
+    eval_episodes = 10
+    objective_window = 0.25  # objective: mean evaluation return over the last 25% of training
+    sampler = "tpe"          # tpe | random
+    seed = 0                 # sampler seed
+    pruner = "median"        # median | hyperband | none
+    default_space = true     # start from the scheme's declared search space
+    exclude = []             # dimensions of that space to leave out
+
+    [config]                 # fixed overrides for every trial
+    [space]                  # dimensions added or replaced: {low, high[, log][, step]}, {choices}, or a value
+
+Every trial runs its (task, seed) runs in lockstep in one process, reports the mean of their latest
+evaluation returns to Optuna after each evaluation (so the pruner compares trials at the same point of
+their budgets), and scores the trial with the mean over runs of the evaluation returns in the last
+``objective_window`` of training. Runs are ordinary run directories under
+``<out>/trials/<k>/<task>/seed_<s>/`` and checkpoint as usual: a trial re-queued after its worker died
+resumes them.
+
+Storage is an SQLite file ``<out>/study.db`` unless ``--storage`` gives any SQLAlchemy URL; workers
+send heartbeats, and a trial whose worker stopped beating for ``grace`` seconds is marked failed and
+re-queued with the same parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import socket
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import FIELDS, build_config, load_overrides_file
+from harness.errors import HarnessError
+from harness.plugins import Registries, load_plugins
+from harness.tasks import make_task
+
+SWEEP_KEYS = {"name", "description", "scheme", "tasks", "steps", "seeds", "trials", "evaluations", "eval_episodes",
+              "objective_window", "sampler", "seed", "pruner", "pruner_startup_trials", "pruner_warmup_evals",
+              "default_space", "exclude", "plugins", "heartbeat", "grace", "max_retry"}
+TOP_KEYS = {"sweep", "config", "space"}
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+
+# The default search space of the PPO-family schemes (HAPPO, MAPPO): ranges around HARL's defaults
+# and tuned MaMuJoCo values. Registered by the scheme plugins as ``search_space=``.
+PPO_SEARCH_SPACE: dict[str, Any] = {
+    "lr": {"low": 1e-4, "high": 2e-3, "log": True},
+    "critic_lr": {"low": 1e-4, "high": 2e-3, "log": True},
+    "clip": {"choices": [0.05, 0.1, 0.2, 0.3]},
+    "ppo_epochs": {"low": 3, "high": 15},
+    "critic_epochs": {"low": 3, "high": 15},
+    "entropy_coef": {"choices": [0.0, 0.001, 0.01, 0.05]},
+    "gae_lambda": {"low": 0.9, "high": 0.99},
+    "hidden_sizes": {"choices": ["64,64", "128,128", "256,256", "128,128,128"]},
+}
+
+
+@dataclass
+class Dimension:
+    """One searched (or fixed) config key."""
+
+    name: str
+    kind: str  # float | int | categorical | fixed
+    low: Any = None
+    high: Any = None
+    log: bool = False
+    step: Any = None
+    choices: list = field(default_factory=list)
+    value: Any = None
+
+    def suggest(self, trial: Any) -> Any:
+        if self.kind == "float":
+            return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+        if self.kind == "int":
+            return trial.suggest_int(self.name, self.low, self.high, log=self.log, step=self.step or 1)
+        if self.kind == "categorical":
+            return trial.suggest_categorical(self.name, self.choices)
+        return self.value
+
+
+def parse_dimension(name: str, spec: Any, where: str) -> Dimension:
+    """A dimension from its TOML/dict form; a one-line error names the key and what is accepted."""
+    if name != "env" and not name.startswith("env.") and name not in FIELDS:
+        raise HarnessError(f"{where}: {name!r} is not a config key; known: {', '.join(FIELDS)}")
+    accepted = "{low, high[, log][, step]}, {choices = [...]} or a plain value"
+    if not isinstance(spec, dict):
+        return Dimension(name, "fixed", value=spec)
+    unknown = set(spec) - {"low", "high", "log", "step", "choices"}
+    if unknown:
+        raise HarnessError(f"{where}: {name} has unknown field(s) {sorted(unknown)}; accepted: {accepted}")
+    if "choices" in spec:
+        ch = spec["choices"]
+        if set(spec) != {"choices"} or not isinstance(ch, list) or not ch:
+            raise HarnessError(f"{where}: {name}: choices must be a non-empty list and come alone; accepted: {accepted}")
+        if not all(isinstance(c, (str, int, float, bool)) for c in ch):
+            raise HarnessError(f"{where}: {name}: choices must be strings or numbers (write lists as '128,128')")
+        return Dimension(name, "categorical", choices=list(ch))
+    if "low" not in spec or "high" not in spec:
+        raise HarnessError(f"{where}: {name} needs low and high (or choices); accepted: {accepted}")
+    low, high = spec["low"], spec["high"]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or not low < high:
+        raise HarnessError(f"{where}: {name}: low={low!r} and high={high!r} must be numbers with low < high")
+    log = spec.get("log", False)
+    if not isinstance(log, bool) or (log and low <= 0):
+        raise HarnessError(f"{where}: {name}: log={log!r} needs a boolean and low > 0")
+    is_int = isinstance(low, int) and isinstance(high, int) and FIELDS.get(name) is not None \
+        and FIELDS[name].type in (int, "int")
+    return Dimension(name, "int" if is_int else "float", low=low, high=high, log=log, step=spec.get("step"))
+
+
+@dataclass
+class Sweep:
+    path: Path
+    name: str
+    scheme: str
+    tasks: list[str]
+    steps: int
+    seeds: list[int]
+    trials: int
+    evaluations: int
+    eval_episodes: int
+    window: float
+    sampler: str
+    seed: int
+    pruner: str
+    startup: int
+    warmup: int
+    heartbeat: int
+    grace: int
+    max_retry: int
+    plugins: list[str]
+    fixed: list[tuple[str, Any]]
+    space: list[Dimension]
+    out: Path
+    digest: str
+
+    def storage_url(self, storage: str | None) -> str:
+        return storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
+
+
+def _need(cond: bool, path: Path, message: str) -> None:
+    if not cond:
+        raise HarnessError(f"{path}: {message}")
+
+
+def _posint(sw: dict, key: str, default: int | None, path: Path, minimum: int = 1) -> int:
+    v = sw.get(key, default)
+    _need(isinstance(v, int) and not isinstance(v, bool) and v >= minimum, path,
+          f"[sweep] {key}={v!r} must be an integer >= {minimum}")
+    return v
+
+
+def load_sweep(path: str | Path, out: str | Path | None = None, regs: Registries | None = None) -> Sweep:
+    """Parse and validate a sweep file (every error before any trial runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"sweep file {str(path)!r} does not exist")
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise HarnessError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(data) - TOP_KEYS
+    _need(not unknown, path, f"unknown table(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+    sw = data.get("sweep")
+    _need(isinstance(sw, dict), path, "missing [sweep] table")
+    unknown = set(sw) - SWEEP_KEYS
+    _need(not unknown, path, f"unknown [sweep] key(s) {sorted(unknown)}; allowed: {sorted(SWEEP_KEYS)}")
+    for key in ("scheme", "tasks", "steps"):
+        _need(key in sw, path, f"[sweep] needs {key!r}")
+    scheme = sw["scheme"]
+    _need(isinstance(scheme, str), path, f"[sweep] scheme={scheme!r} must be a scheme name")
+    tasks = sw["tasks"]
+    tasks = [tasks] if isinstance(tasks, str) else tasks
+    _need(isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks), path,
+          f"[sweep] tasks={tasks!r} must be a non-empty list of task names")
+    seeds = sw.get("seeds", 1)
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        _need(seeds >= 1, path, f"[sweep] seeds={seeds} must be >= 1")
+        seeds = list(range(1, seeds + 1))
+    _need(isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds), path,
+          f"[sweep] seeds={seeds!r} must be a positive integer or a list of integers")
+    window = sw.get("objective_window", 0.25)
+    _need(isinstance(window, (int, float)) and 0 < window <= 1, path,
+          f"[sweep] objective_window={window!r} must be in (0, 1]")
+    sampler = sw.get("sampler", "tpe")
+    _need(sampler in SAMPLERS, path, f"[sweep] sampler={sampler!r} is not one of: {', '.join(SAMPLERS)}")
+    pruner = sw.get("pruner", "median")
+    _need(pruner in PRUNERS, path, f"[sweep] pruner={pruner!r} is not one of: {', '.join(PRUNERS)}")
+    exclude = sw.get("exclude", [])
+    _need(isinstance(exclude, list) and all(isinstance(x, str) for x in exclude), path,
+          f"[sweep] exclude={exclude!r} must be a list of config keys")
+    default_space = sw.get("default_space", True)
+    _need(isinstance(default_space, bool), path, f"[sweep] default_space={default_space!r} must be true or false")
+    for tables in ("config", "space"):
+        _need(isinstance(data.get(tables, {}), dict), path, f"[{tables}] must be a table")
+
+    plugins = [str((path.parent / p).resolve()) if str(p).endswith(".py") else str(p) for p in sw.get("plugins", [])]
+    regs = regs or load_plugins(plugins)
+    entry = regs.schemes.get(scheme)
+    declared = entry.extra.get("search_space") or {}
+    if default_space and not isinstance(declared, dict):
+        raise HarnessError(f"plugin {entry.plugin!r}: scheme {scheme!r} registered search_space={declared!r}, "
+                           "which is not a dict of dimensions")
+    space_specs: dict[str, Any] = dict(declared) if default_space else {}
+    for name in exclude:
+        _need(name in space_specs, path, f"[sweep] exclude names {name!r}, which is not in the search space "
+              f"{sorted(space_specs)}")
+        del space_specs[name]
+    space_specs.update(data.get("space", {}))
+    where = f"{path}: search space"
+    space = [parse_dimension(n, s, where) for n, s in space_specs.items()]
+    _need(any(d.kind != "fixed" for d in space), path, "the search space is empty (nothing to tune)")
+
+    fixed = list(data.get("config", {}).items())
+    steps = _posint(sw, "steps", None, path)
+    evaluations = _posint(sw, "evaluations", 10, path)
+    base = [("threads", 1), ("steps", steps), ("eval_episodes", _posint(sw, "eval_episodes", 10, path))] + fixed
+    # Every task must build, and every config a trial could draw must be valid at its corners.
+    for task in tasks:
+        try:
+            cfg = build_config(base + [("task", task), ("scheme", scheme)])
+            for corner in (0, 1):
+                build_config(base + [("task", task), ("scheme", scheme)] +
+                             [(d.name, _corner(d, corner)) for d in space])
+        except HarnessError as exc:
+            raise HarnessError(f"{path}: {task}: {exc}") from None
+        make_task(regs, task, 1, 0, cfg.env).close()
+    name = sw.get("name", path.stem)
+    out = Path(out) if out is not None else Path("results") / "sweeps" / name
+    digest = hashlib.sha256(json.dumps({k: v for k, v in data.items()}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Sweep(
+        path=path, name=name, scheme=scheme, tasks=tasks, steps=steps, seeds=seeds,
+        trials=_posint(sw, "trials", 20, path), evaluations=evaluations,
+        eval_episodes=sw.get("eval_episodes", 10), window=float(window), sampler=sampler,
+        seed=_posint(sw, "seed", 0, path, minimum=0), pruner=pruner,
+        startup=_posint(sw, "pruner_startup_trials", 5, path, minimum=0),
+        warmup=_posint(sw, "pruner_warmup_evals", 2, path, minimum=0),
+        heartbeat=_posint(sw, "heartbeat", 30, path), grace=_posint(sw, "grace", 120, path),
+        max_retry=_posint(sw, "max_retry", 3, path, minimum=0),
+        plugins=plugins, fixed=base, space=space, out=out, digest=digest)
+
+
+def _corner(d: Dimension, which: int) -> Any:
+    if d.kind in ("float", "int"):
+        return d.low if which == 0 else d.high
+    if d.kind == "categorical":
+        return d.choices[0] if which == 0 else d.choices[-1]
+    return d.value
+
+
+# -- the objective -------------------------------------------------------------------------------
+def trial_configs(sweep: Sweep, params: dict[str, Any]) -> list[tuple[str, int, Any]]:
+    """(task, seed, config) of every run of a trial with ``params``."""
+    out = []
+    for task in sweep.tasks:
+        for seed in sweep.seeds:
+            cfg = build_config(sweep.fixed + list(params.items()) + [("task", task), ("scheme", sweep.scheme),
+                                                                     ("seed", seed)])
+            cfg.eval_interval = max(1, cfg.iterations // sweep.evaluations)
+            cfg.checkpoint_interval = min(cfg.checkpoint_interval, cfg.eval_interval)
+            out.append((task, seed, cfg.validate()))
+    return out
+
+
+def objective_value(evals: list[tuple[int, float]], total_steps: int, window: float) -> float:
+    """Mean evaluation return over the evaluations made after the first ``1 - window`` of the
+    budget (at least the final one). ``evals`` are ``(env_steps, return)`` pairs in order."""
+    start = total_steps * (1.0 - window)
+    tail = [r for s, r in evals if s > start] or [evals[-1][1]]
+    return float(sum(tail) / len(tail))
+
+
+def make_objective(sweep: Sweep, regs: Registries, progress: bool):
+    import optuna
+
+    from harness.trainer import Trainer
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {d.name: d.suggest(trial) for d in sweep.space}
+        # A trial re-queued after its worker died keeps the run directories of the trial it retries.
+        frozen = trial.study._storage.get_trial(trial._trial_id)
+        history = frozen.system_attrs.get("retry_history", [])
+        origin = history[0] if history else trial.number
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("run_dir", str(sweep.out / "trials" / str(origin)))
+        runs = trial_configs(sweep, params)
+        trainers = [Trainer(cfg, regs, sweep.out / "trials" / str(origin) / task / f"seed_{seed}", progress=False)
+                    for task, seed, cfg in runs]
+        iters = [t.iterate() for t in trainers]
+        evals: list[list[tuple[int, float]]] = [[] for _ in runs]
+        try:
+            # A resumed run starts after its logged rows: read them back so the objective sees them.
+            for k, t in enumerate(trainers):
+                if t.run is not None and t.run.metrics_file.exists():
+                    evals[k] = _logged_evals(t.run.metrics_file)
+            reported = 0
+            alive = list(range(len(iters)))
+            while alive:
+                for k in list(alive):
+                    row = next(iters[k], None)
+                    if row is None:
+                        alive.remove(k)
+                        continue
+                    if row.get("eval_return") is not None and row["iteration"] > 0:
+                        evals[k].append((row["env_steps"], float(row["eval_return"])))
+                common = min(len(e) for e in evals)
+                while reported < common:
+                    value = sum(e[reported][1] for e in evals) / len(evals)
+                    trial.report(value, step=reported + 1)
+                    reported += 1
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned after evaluation {reported}: {value:.3f}")
+            if any(not e for e in evals):
+                raise HarnessError("a run of this trial produced no evaluation")
+            value = sum(objective_value(e, cfg.steps, sweep.window) for e, (_, _, cfg) in zip(evals, runs)) / len(runs)
+            if not math.isfinite(value):
+                raise HarnessError(f"objective is not finite ({value})")
+            return value
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # recorded on the trial; the sweep goes on
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:2000])
+            if progress:
+                print(f"trial {trial.number} failed: {exc}", file=sys.stderr)
+            raise
+        finally:
+            for it in iters:
+                it.close()
+
+    return objective
+
+
+def _logged_evals(metrics_file: Path) -> list[tuple[int, float]]:
+    import csv
+    out = []
+    with open(metrics_file, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("eval_return") not in (None, "") and int(row["iteration"]) > 0:
+                out.append((int(row["env_steps"]), float(row["eval_return"])))
+    return out
+
+
+# -- study plumbing ------------------------------------------------------------------------------
+def make_storage(sweep: Sweep, storage: str | None):
+    import warnings
+
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    url = sweep.storage_url(storage)
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeats are marked experimental
+            return RDBStorage(
+                url, heartbeat_interval=sweep.heartbeat, grace_period=sweep.grace,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=sweep.max_retry),
+                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+            )
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise HarnessError(f"storage {_safe_url(url)!r} needs a database driver that is not installed ({exc})") from None
+    except Exception as exc:  # sqlalchemy.exc.* : connection refused, bad URL, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HarnessError(f"cannot open storage {_safe_url(url)!r}: {first}") from None
+    finally:
+        # Failed trials are reported by the harness in one line each, without Optuna's traceback.
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        return f"{scheme}://{cred.split(':', 1)[0]}@{host}"
+    return url
+
+
+def make_sampler(sweep: Sweep, offset: int):
+    import optuna
+    seed = sweep.seed + offset
+    if sweep.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, sweep.trials // 3)))
+
+
+def make_pruner(sweep: Sweep):
+    import optuna
+    if sweep.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=sweep.startup, n_warmup_steps=sweep.warmup)
+    if sweep.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, sweep.warmup), max_resource=sweep.evaluations)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(sweep: Sweep, storage: str | None, resume: bool, offset: int = 0):
+    import optuna
+    st = make_storage(sweep, storage)
+    exists = sweep.name in [s.study_name for s in optuna.get_all_study_summaries(st)]
+    if resume and not exists:
+        raise HarnessError(f"--resume: no study {sweep.name!r} in {_safe_url(sweep.storage_url(storage))}")
+    study = optuna.create_study(study_name=sweep.name, storage=st, direction="maximize", load_if_exists=True,
+                                sampler=make_sampler(sweep, offset), pruner=make_pruner(sweep))
+    old = study.user_attrs.get("sweep_digest")
+    if old is None:
+        study.set_user_attr("sweep_digest", sweep.digest)
+        study.set_user_attr("sweep_file", sweep.path.read_text())
+    elif old != sweep.digest:
+        raise HarnessError(f"study {sweep.name!r} in {_safe_url(sweep.storage_url(storage))} was made by a different "
+                           f"sweep file (digest {old} vs {sweep.digest}); use another name or storage")
+    return study
+
+
+def _counts(study) -> dict[str, int]:
+    from optuna.trial import TrialState
+    trials = study.get_trials(deepcopy=False)
+    return {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+
+
+def _finished(study) -> int:
+    c = _counts(study)
+    return c["complete"] + c["pruned"]
+
+
+def worker(sweep: Sweep, storage: str | None, total: int, offset: int, progress: bool) -> None:
+    """One worker: run trials until the study holds ``total`` finished ones (or, as a guard
+    against a broken setup, until ``max(10, 2 * total)`` trials have failed)."""
+    import optuna
+    import torch
+    torch.set_num_threads(1)
+    regs = load_plugins(sweep.plugins)
+    # A different sampler seed per worker and per restart, so restarts do not repeat old suggestions.
+    study = open_study(sweep, storage, resume=False, offset=offset * 100_003 + len(study_trials(sweep, storage)))
+    objective = make_objective(sweep, regs, progress)
+    max_failures = max(10, 2 * total)
+
+    def stop_when_done(study: optuna.Study, trial: Any) -> None:
+        c = _counts(study)
+        if c["complete"] + c["pruned"] >= total or c["fail"] >= max_failures:
+            study.stop()
+        if progress:
+            _print_trial(study, trial, c, total)
+
+    if _finished(study) >= total:
+        return
+    study.optimize(objective, callbacks=[stop_when_done], catch=(Exception,), gc_after_trial=True)
+
+
+def study_trials(sweep: Sweep, storage: str | None) -> list:
+    import optuna
+    st = make_storage(sweep, storage)
+    if sweep.name not in [s.study_name for s in optuna.get_all_study_summaries(st)]:
+        return []
+    return optuna.load_study(study_name=sweep.name, storage=st).get_trials(deepcopy=False)
+
+
+def _print_trial(study, trial, counts: dict[str, int], total: int) -> None:
+    value = f"{trial.value:.3f}" if trial.value is not None else trial.state.name.lower()
+    try:
+        best = f"best {study.best_value:.3f} (trial {study.best_trial.number})"
+    except ValueError:
+        best = "no complete trial yet"
+    print(f"trial {trial.number}: {value}; {counts['complete'] + counts['pruned']}/{total} finished "
+          f"({counts['pruned']} pruned, {counts['fail']} failed); {best}", file=sys.stderr, flush=True)
+
+
+def _worker_main(sweep: Sweep, storage: str | None, total: int, offset: int, progress: bool) -> None:
+    try:
+        worker(sweep, storage, total, offset, progress)
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = None, jobs: int = 1,
+              resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run (or join, or continue) the study until it has ``trials`` finished trials; write outputs."""
+    total = trials if trials is not None else sweep.trials
+    if total < 1:
+        raise HarnessError(f"--trials {total} must be >= 1")
+    if jobs < 1:
+        raise HarnessError(f"--jobs {jobs} must be >= 1")
+    sweep.out.mkdir(parents=True, exist_ok=True)
+    study = open_study(sweep, storage, resume)
+    if progress:
+        print(f"sweep {sweep.name}: study in {_safe_url(sweep.storage_url(storage))}, "
+              f"{_finished(study)}/{total} trials finished, {jobs} worker(s)", file=sys.stderr)
+    if jobs == 1:
+        worker(sweep, storage, total, 0, progress)
+    else:
+        ctx = mp.get_context("spawn")
+        procs = [ctx.Process(target=_worker_main, args=(sweep, storage, total, k, progress)) for k in range(jobs)]
+        for p in procs:
+            p.start()
+            time.sleep(0.5)  # let the first create the tables before the others connect
+        for p in procs:
+            p.join()
+        bad = [p.exitcode for p in procs if p.exitcode != 0]
+        if bad:
+            raise HarnessError(f"{len(bad)} sweep worker(s) exited with codes {bad}; re-run with --resume to continue")
+    return write_outputs(sweep, storage)
+
+
+# -- outputs -------------------------------------------------------------------------------------
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return json.dumps(str(v))
+
+
+def write_outputs(sweep: Sweep, storage: str | None) -> dict[str, Any]:
+    """best.toml, trials.csv, study.json and the figures; returns a summary."""
+    import optuna
+
+    from harness.results import versions
+
+    study = optuna.load_study(study_name=sweep.name, storage=make_storage(sweep, storage))
+    out = sweep.out
+    written: list[Path] = []
+    trials_csv = out / "trials.csv"
+    study.trials_dataframe().to_csv(trials_csv, index=False)
+    written.append(trials_csv)
+    summary: dict[str, Any] = {"study": sweep.name, "storage": _safe_url(sweep.storage_url(storage)),
+                               "counts": _counts(study), "sweep_digest": sweep.digest, "versions": versions()}
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if complete:
+        best = study.best_trial
+        summary.update(best_value=best.value, best_trial=best.number, best_params=best.params)
+        env = {k[4:]: v for k, v in best.params.items() if k.startswith("env.")}
+        lines = [f"# Best parameters of sweep {sweep.name!r} ({sweep.scheme} on {', '.join(sweep.tasks)}):",
+                 f"# trial {best.number}, objective {best.value:.4f} (mean evaluation return over the last "
+                 f"{sweep.window:.0%} of training, over seeds {sweep.seeds}).",
+                 f"# Use: harness train --config {out / 'best.toml'} ...   or   include = \"...\" in a suite table."]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in best.params.items() if not k.startswith("env.")]
+        if env:
+            lines += ["", "[env]"] + [f"{k} = {_toml_value(v)}" for k, v in env.items()]
+        best_file = out / "best.toml"
+        best_file.write_text("\n".join(lines) + "\n")
+        written.append(best_file)
+    summary["figures"] = [str(p) for p in _figures(study, out)]
+    (out / "study.json").write_text(json.dumps(summary, indent=2, default=str))
+    written.append(out / "study.json")
+    summary["files"] = [str(p) for p in written] + summary["figures"]
+    return summary
+
+
+def _figures(study, out: Path) -> list[Path]:
+    import warnings
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    files = []
+    plots = [("history", ovm.plot_optimization_history, 1), ("intermediate", ovm.plot_intermediate_values, 1),
+             ("slices", ovm.plot_slice, 1), ("importances", ovm.plot_param_importances, 2)]
+    for name, fn, need in plots:
+        if len(complete) < need:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ax = fn(study)
+            except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. importances of a constant objective
+                print(f"sweep: skipped figure {name}: {exc}", file=sys.stderr)
+                continue
+        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+        if name != "slices":  # the slice plot places its own colour bar
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fig.tight_layout()
+        for ext in ("png", "pdf"):
+            path = out / f"{name}.{ext}"
+            fig.savefig(path, dpi=120)
+            files.append(path)
+        plt.close(fig)
+    return files
