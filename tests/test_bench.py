@@ -60,6 +60,19 @@ def test_tuned_suite_applies_the_task_plugins_values(tmp_path, regs, monkeypatch
     assert over["clip"] == 0.05 and over["ppo_epochs"] == 3  # tuned value, then [config] wins
 
 
+def test_suite_tables_include_override_files(tmp_path, regs):
+    (tmp_path / "best.toml").write_text("lr = 0.0007\nclip = 0.1\n[env]\ncontinuous = true\n")
+    text = SUITE.format(steps=100).replace('[schemes.mappo]', '[schemes.happo]\ninclude = "best.toml"\nclip = 0.3\n'
+                                            '[schemes.mappo]')
+    suite = load_suite(write(tmp_path, text), tmp_path / "out", regs)
+    happo = dict(suite.runs[0].overrides)
+    assert happo["lr"] == 0.0007 and happo["clip"] == 0.3 and happo["env"] == {"continuous": True}
+    assert "lr" not in dict(suite.runs[2].overrides)  # mappo is untouched
+    bad = write(tmp_path, SUITE.format(steps=100) + 'include = "missing.toml"\n', name="bad.toml")
+    with pytest.raises(HarnessError, match="include: config file .*missing.toml' does not exist"):
+        load_suite(bad, tmp_path / "out", regs)
+
+
 @pytest.mark.parametrize("text,needle", [
     ("[suite]\nschemes=['happo']\ntasks=['mpe/simple_spread']\nseeds=1\nsteps=0\n", "steps=0 must be a positive integer"),
     ("[suite]\nschemes=['happo']\ntasks=['mpe/simple_spread']\nseeds=1\nsteps=-5\n", "steps=-5 must be a positive"),
