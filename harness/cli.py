@@ -1,4 +1,4 @@
-"""The ``harness`` command: ``plugins``, ``train``, ``bench``, ``sweep``, ``plot``.
+"""The ``harness`` command: ``plugins``, ``train``, ``bench``, ``sweep``, ``check-plugin``, ``plot``.
 
 User errors (bad names, options, files) print one line ``harness: error: ...`` and exit 2.
 """
@@ -89,6 +89,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_plugin(args: argparse.Namespace) -> int:
+    from harness.conformance import check_plugin
+    from harness.plugins import load_plugins
+    checks = check_plugin(load_plugins(args.plugin), args.name)
+    for c in checks:
+        print(c.line())
+    failed = sum(not c.ok for c in checks)
+    print(f"{len(checks) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from harness.plot import plot_results
     files = plot_results(args.results, args.out, allow_mixed=args.allow_mixed)
@@ -141,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory for trial runs and outputs (default results/sweeps/<name>)")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("check-plugin", help="run the conformance checks on a plugin's tasks, networks and schemes")
+    p.add_argument("name", help="a plugin name (as `harness plugins` shows it) or one task family, network or scheme")
+    _add_plugin_arg(p)
+    p.set_defaults(func=cmd_check_plugin)
 
     p = sub.add_parser("plot", help="draw comparison figures and tables from a results directory")
     p.add_argument("results", help="results directory (searched recursively for runs)")

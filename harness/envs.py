@@ -52,6 +52,10 @@ class StepResult:
     final_state: np.ndarray
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
+    # For each copy whose episode ended at this step: the agents' final observations (``obs``
+    # already holds the first observation of the next episode). Schemes with per-agent critics
+    # bootstrap truncated episodes from them.
+    final_obs: dict[int, list[np.ndarray]] = field(default_factory=dict)
 
 
 class VecTask(ABC):
@@ -203,6 +207,7 @@ class PettingZooVecTask(VecTask):
                 truncated[c] = is_trunc
                 result.episode_returns.append(float(self._returns[c]))
                 result.episode_lengths.append(int(self._lengths[c]))
+                result.final_obs[c] = [np.asarray(obs[a], dtype=np.float32).ravel() for a in agents]
                 self._returns[c] = 0.0
                 self._lengths[c] = 0
                 self.episodes[c] += 1
@@ -286,6 +291,11 @@ class SubprocVecTask(VecTask):
             start += size
         parts: list[StepResult] = [r.recv() for r in self.remotes]
         cat = np.concatenate
+        final_obs: dict[int, list[np.ndarray]] = {}
+        offset = 0
+        for p, size in zip(parts, self.sizes):
+            final_obs.update({offset + c: o for c, o in p.final_obs.items()})
+            offset += size
         return StepResult(
             obs=[cat([p.obs[i] for p in parts]) for i in range(len(self.agents))],
             state=cat([p.state for p in parts]),
@@ -295,6 +305,7 @@ class SubprocVecTask(VecTask):
             final_state=cat([p.final_state for p in parts]),
             episode_returns=[x for p in parts for x in p.episode_returns],
             episode_lengths=[x for p in parts for x in p.episode_lengths],
+            final_obs=final_obs,
         )
 
     def close(self) -> None:

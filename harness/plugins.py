@@ -34,8 +34,13 @@ class Registries:
     manager: pluggy.PluginManager
 
     def emit_metrics(self, record: dict[str, Any], run_dir: Path | None) -> None:
-        """Send one metrics record to every plugin's ``on_metrics`` hook."""
-        self.manager.hook.on_metrics(record=record, run_dir=run_dir)
+        """Send one metrics record to every plugin's ``on_metrics`` hook (a plugin that raises is named)."""
+        for impl in self.manager.hook.on_metrics.get_hookimpls():
+            try:
+                impl.function(record=record, run_dir=run_dir)
+            except Exception as exc:
+                raise PluginError(f"plugin {impl.plugin_name!r} raised in hook on_metrics: "
+                                  f"{type(exc).__name__}: {exc}") from exc
 
 
 def _import_plugin(spec: str) -> Any:
@@ -76,13 +81,16 @@ def _call_registration(pm: pluggy.PluginManager, hook_name: str, registry: Regis
             registry.add(Entry(name, factory, plugin_name, description, extra))
 
         try:
-            impl.function(register=register)
+            returned = impl.function(register=register)
         except PluginError:
             raise
         except Exception as exc:
             raise PluginError(
                 f"plugin {plugin_name!r} raised in hook {hook_name}: {type(exc).__name__}: {exc}"
             ) from exc
+        if returned is not None:
+            raise PluginError(f"plugin {plugin_name!r}: hook {hook_name} returned {type(returned).__name__}; "
+                              "it must call register(name, factory, ...) and return None")
 
 
 def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Registries:

@@ -20,6 +20,9 @@ class OnPolicyScheme:
     """Actors (one group per agent by default), a centralised critic, and the PPO-style update."""
 
     sequential: bool = False
+    # True: the trainer computes advantages from this scheme's V(state) critic (``values``).
+    # False: the batch carries the raw rollout and the scheme computes its own (e.g. per-agent critics).
+    state_critic: bool = True
 
     def __init__(self, task: Any, builder: Any, config: Any) -> None:
         self.cfg = config

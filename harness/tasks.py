@@ -26,7 +26,13 @@ def make_task(regs: Registries, name: str, n_envs: int, seed: int, options: dict
     if scenarios and not entry.extra.get("open_scenarios") and scenario not in scenarios:
         raise HarnessError(f"unknown task {name!r}; known {family} tasks: "
                            + ", ".join(f"{family}/{s}" for s in scenarios))
-    task = entry.factory(scenario, n_envs, seed, dict(options), stream=stream)
+    try:
+        task = entry.factory(scenario, n_envs, seed, dict(options), stream=stream)
+    except HarnessError:
+        raise
+    except Exception as exc:  # a broken task plugin is named, not shown as a traceback
+        raise PluginError(f"plugin {entry.plugin!r}: task factory for {name!r} raised "
+                          f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(task, VecTask):
         raise PluginError(f"plugin {entry.plugin!r}: task factory for {name!r} returned "
                           f"{type(task).__name__}, expected a harness.envs.VecTask")

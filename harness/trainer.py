@@ -28,6 +28,11 @@ from harness.tasks import make_task
 TRAIN_STREAM, EVAL_STREAM = 0, 1
 
 
+def _flat(x: np.ndarray) -> torch.Tensor:
+    """``[T, E, ...]`` -> ``[T * E, ...]`` (time-major), sharing memory."""
+    return torch.from_numpy(x).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -51,8 +56,14 @@ class Trainer:
         seed_everything(cfg.seed)
         self.task: VecTask = make_task(regs, cfg.task, cfg.n_envs, cfg.seed, cfg.env, stream=TRAIN_STREAM)
         self.eval_task: VecTask | None = None
-        builder = network_entry.factory()
+        try:
+            builder = network_entry.factory()
+        except Exception as exc:
+            self.task.close()
+            raise PluginError(f"plugin {network_entry.plugin!r}: network builder {cfg.network!r} raised "
+                              f"{type(exc).__name__}: {exc}") from exc
         self.builder = builder
+        self.scheme_plugin = scheme_entry.plugin
         self._policy: Any = None
         # Sampling during rollouts uses its own generator (saved in checkpoints).
         self.act_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 7]))
@@ -61,7 +72,15 @@ class Trainer:
         except HarnessError:
             self.task.close()
             raise
-        for attr in ("actors", "update", "values", "state_dict", "load_state_dict"):
+        except Exception as exc:  # the scheme or the network it built broke: name the plugins
+            self.task.close()
+            raise PluginError(f"plugin {scheme_entry.plugin!r}: scheme {cfg.scheme!r} (with network "
+                              f"{cfg.network!r} of plugin {network_entry.plugin!r}) raised while building: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        needed = ("actors", "update", "state_dict", "load_state_dict", "set_lr_fraction")
+        if getattr(self.scheme, "state_critic", True):
+            needed += ("values",)
+        for attr in needed:
             if not hasattr(self.scheme, attr):
                 self.task.close()
                 raise PluginError(f"plugin {scheme_entry.plugin!r}: scheme {cfg.scheme!r} lacks {attr!r}")
@@ -75,6 +94,7 @@ class Trainer:
         cfg, task = self.cfg, self.task
         T, E, N = cfg.rollout_length, cfg.n_envs, len(task.agents)
         obs_buf = [np.empty((T, E, d), np.float32) for d in task.obs_dims]
+        next_obs_buf = [np.empty((T, E, d), np.float32) for d in task.obs_dims]
         act_buf = [np.empty((T, E) if s.kind == "discrete" else (T, E, s.n),
                             np.int64 if s.kind == "discrete" else np.float32) for s in task.action_spaces]
         logp_buf = [np.empty((T, E), np.float32) for _ in range(N)]
@@ -100,9 +120,18 @@ class Trainer:
                 final_states[t] = res.final_state
                 returns.extend(res.episode_returns)
                 obs, state = res.obs, res.state
+                for i in range(N):
+                    next_obs_buf[i][t] = obs[i]
+                for c, final in res.final_obs.items():
+                    for i in range(N):
+                        next_obs_buf[i][t, c] = final[i]
         states[T] = state
         self.obs, self.state = obs, state
-        return self._batch(obs_buf, act_buf, logp_buf, states, final_states, rewards, terminated, truncated), returns
+        batch = self._batch(obs_buf, act_buf, logp_buf, states, final_states, rewards, terminated, truncated)
+        flat = _flat
+        batch = batch._replace(next_obs=[flat(o) for o in next_obs_buf], rewards=flat(rewards),
+                               terminated=flat(terminated), truncated=flat(truncated), shape=(T, E))
+        return batch, returns
 
     def act(self, obs: list[np.ndarray], deterministic: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Actions and log-probabilities of every agent, through the network plugin's fast acting
@@ -119,6 +148,12 @@ class Trainer:
     def _batch(self, obs_buf, act_buf, logp_buf, states, final_states, rewards, terminated, truncated) -> Batch:
         cfg = self.cfg
         T, E = rewards.shape
+        flat = _flat
+        if not getattr(self.scheme, "state_critic", True):
+            return Batch(obs=[flat(o) for o in obs_buf], actions=[flat(a) for a in act_buf],
+                         old_logp=[flat(lp) for lp in logp_buf],
+                         states=torch.from_numpy(states[:T]).reshape(T * E, -1),
+                         advantages=None, returns=None, old_values=None)
         term, trunc = torch.from_numpy(terminated), torch.from_numpy(truncated)
         # One critic pass over every state of the rollout, plus the final states of truncated episodes.
         st = torch.from_numpy(states).reshape((T + 1) * E, -1)
@@ -132,7 +167,6 @@ class Trainer:
                        cfg.gamma, cfg.gae_lambda)
         adv = adv.reshape(-1)
         adv = (adv - adv.mean()) / (adv.std() + 1e-5) if adv.numel() > 1 else adv - adv.mean()
-        flat = lambda x: torch.from_numpy(x).reshape(T * E, *x.shape[2:])  # noqa: E731
         return Batch(
             obs=[flat(o) for o in obs_buf],
             actions=[flat(a) for a in act_buf],
@@ -249,7 +283,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 batch, returns = self.collect()
                 t1 = time.perf_counter()
-                metrics = self.scheme.update(batch)
+                metrics = self._update(batch)
                 self._policy = None
                 t2 = time.perf_counter()
                 self._check_finite(metrics)
@@ -277,6 +311,20 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self.close()
+
+    def _update(self, batch: Batch) -> dict[str, Any]:
+        """The scheme's update; a plugin that raises or returns something else than a dict is named."""
+        try:
+            metrics = self.scheme.update(batch)
+        except HarnessError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"plugin {self.scheme_plugin!r}: scheme {self.cfg.scheme!r} raised in update(): "
+                              f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(metrics, dict):
+            raise PluginError(f"plugin {self.scheme_plugin!r}: scheme {self.cfg.scheme!r} update() returned "
+                              f"{type(metrics).__name__}, expected a dict of metrics")
+        return metrics
 
     def _check_finite(self, metrics: dict[str, Any]) -> None:
         bad = [k for k, v in metrics.items() if isinstance(v, float) and not np.isfinite(v)]

@@ -114,6 +114,12 @@ def test_inline_plugin_file_registers_a_scheme(tmp_path):
      "def register_schemes(register):\n    register('happo', HAPPO)\n", "already registered by plugin 'happo'"),
     ("from harness import hookimpl\n@hookimpl\ndef register_tasks(register):\n    raise RuntimeError('boom')\n",
      "raised in hook register_tasks: RuntimeError: boom"),
+    ("from harness import hookimpl\n@hookimpl\ndef register_schemes(register):\n    return {'x': 1}\n",
+     "hook register_schemes returned dict; it must call register(name, factory, ...)"),
+    ("from harness import hookimpl\n@hookimpl\ndef register_networks(register):\n    register('net', 42)\n",
+     "registered network 'net' with a non-callable factory 42"),
+    ("import no_such_module_anywhere\n", "failed to import: No module named 'no_such_module_anywhere'"),
+    ("x = 1 +\n", "failed to import: SyntaxError"),
 ])
 def test_plugins_that_break_the_contract_are_named(tmp_path, source, needle):
     plugin = tmp_path / "bad_plugin.py"
@@ -122,3 +128,33 @@ def test_plugins_that_break_the_contract_are_named(tmp_path, source, needle):
     assert out.returncode == 2
     assert needle in out.stderr and "bad_plugin" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+BROKEN_AT_RUN_TIME = {
+    "scheme_raises": ("from harness import hookimpl\nfrom harness_plugins.happo import HAPPO\n"
+                      "class Bad(HAPPO):\n    def update(self, batch):\n        raise ValueError('shapes')\n"
+                      "@hookimpl\ndef register_schemes(register):\n    register('bad', Bad)\n",
+                      ["--scheme", "bad"], "plugin 'bad_plugin': scheme 'bad' raised in update(): ValueError: shapes"),
+    "scheme_returns_list": ("from harness import hookimpl\nfrom harness_plugins.happo import HAPPO\n"
+                            "class Bad(HAPPO):\n    def update(self, batch):\n        super().update(batch)\n"
+                            "        return []\n@hookimpl\ndef register_schemes(register):\n"
+                            "    register('bad', Bad)\n",
+                            ["--scheme", "bad"], "update() returned list, expected a dict of metrics"),
+    "task_factory_raises": ("from harness import hookimpl\n"
+                            "def make(scenario, n_envs, seed, options, stream=0):\n    raise KeyError(scenario)\n"
+                            "@hookimpl\ndef register_tasks(register):\n    register('oops', make, scenarios=('a',))\n",
+                            ["--task", "oops/a"], "plugin 'bad_plugin': task factory for 'oops/a' raised KeyError"),
+    "metrics_logger_raises": ("from harness import hookimpl\n@hookimpl\ndef on_metrics(record, run_dir):\n"
+                              "    raise OSError('disk')\n", [], "plugin 'bad_plugin' raised in hook on_metrics: OSError: disk"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_AT_RUN_TIME))
+def test_plugins_that_break_the_contract_while_training_are_named(tmp_path, case):
+    source, args, needle = BROKEN_AT_RUN_TIME[case]
+    plugin = tmp_path / "bad_plugin.py"
+    plugin.write_text(source)
+    out = run("train", "--plugin", str(plugin), *args, *TINY, "--quiet", "--out", str(tmp_path / "r"))
+    assert out.returncode == 2, out.stderr
+    assert needle in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -83,3 +83,39 @@ def test_every_registered_scheme_trains_on_every_task_family(regs, tmp_path, mon
 def test_every_registered_scheme_runs_on_every_mpe_task(regs, tmp_path, scheme, task):
     rows = train(regs, tmp_path / "r", scheme=scheme, task=task, steps=50)
     assert rows[-1]["eval_return"] != "" and float(rows[-1]["value_loss"]) >= 0
+
+
+def test_batch_carries_the_raw_rollout_with_final_observations(regs):
+    """next_obs is the observation each step led to: the next step's observation inside an
+    episode, the episode's final observation (not the reset one) where it ended."""
+    import torch
+    cfg = build_config({**TINY, "task": "mpe/simple_spread", "rollout_length": 60, "n_envs": 3})
+    trainer = Trainer(cfg, regs, None, progress=False)
+    batch, _ = trainer.collect()
+    T, E = batch.shape
+    assert (T, E) == (60, 3) and batch.rewards.shape == (T * E,)
+    ended = (batch.terminated | batch.truncated).reshape(T, E)
+    assert ended.sum() == 2 * E and bool(ended[24].all()) and bool(ended[49].all())  # 25-step episodes
+    for i, (o, n) in enumerate(zip(batch.obs, batch.next_obs)):
+        o, n = o.reshape(T, E, -1), n.reshape(T, E, -1)
+        inside = ~ended[:-1]
+        assert torch.equal(n[:-1][inside], o[1:][inside])
+        assert not torch.equal(n[24], o[25])  # the reset observation differs from the final one
+    # MPE's state is the concatenation of the agents' observations: the final state the trainer
+    # bootstraps from must equal the concatenated final observations.
+    nxt = torch.cat([n.reshape(T, E, -1) for n in batch.next_obs], dim=-1)
+    trainer.close()
+    assert nxt.shape[-1] == trainer.task.state_dim
+    cfg2 = build_config({**TINY, "task": "mpe/simple_spread", "rollout_length": 60, "n_envs": 3})
+    t2 = Trainer(cfg2, regs, None, progress=False)
+    captured = {}
+    original = t2._batch
+
+    def spy(*args):
+        captured["final_states"] = args[4]
+        return original(*args)
+    t2._batch = spy
+    t2.collect()
+    t2.close()
+    final = torch.from_numpy(captured["final_states"])
+    assert torch.allclose(final[ended], nxt[ended])

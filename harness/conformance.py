@@ -1,0 +1,283 @@
+"""The plugin conformance kit: ``harness check-plugin NAME`` runs these checks on every task family,
+network and update scheme a plugin registers (or on one component by name).
+
+Each check returns a list of :class:`Check` results; nothing here is mocked: tasks are built and
+stepped, networks evaluated, schemes trained for a tiny budget on a built-in MPE task.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from harness.config import build_config
+from harness.envs import ActionSpace, VecTask
+from harness.errors import HarnessError
+from harness.plugins import Registries
+from harness.tasks import make_task
+
+# The task a scheme is trained on: heterogeneous agents (different observation and action sizes).
+SCHEME_TASK = "mpe/simple_speaker_listener"
+TINY = {"n_envs": 2, "rollout_length": 25, "steps": 100, "eval_episodes": 2, "eval_envs": 2, "eval_interval": 1,
+        "hidden_sizes": [16, 16], "threads": 1, "ppo_epochs": 2, "critic_epochs": 2}
+
+
+@dataclass
+class Check:
+    kind: str
+    name: str
+    what: str
+    ok: bool
+    detail: str = ""
+
+    def line(self) -> str:
+        return f"{'PASS' if self.ok else 'FAIL'}  {self.kind} {self.name}: {self.what}" + \
+            (f" -- {self.detail}" if self.detail else "")
+
+
+class _Collector:
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind, self.name, self.checks = kind, name, []
+
+    def run(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run one check; an AssertionError or any exception is a failure with its message."""
+        try:
+            out = fn()
+        except AssertionError as exc:
+            self.checks.append(Check(self.kind, self.name, what, False, str(exc) or "assertion failed"))
+            return None
+        except Exception as exc:
+            self.checks.append(Check(self.kind, self.name, what, False, f"{type(exc).__name__}: {exc}"))
+            return None
+        self.checks.append(Check(self.kind, self.name, what, True))
+        return out
+
+
+def _random_actions(task: VecTask, rng: np.random.Generator) -> list[np.ndarray]:
+    out = []
+    for s in task.action_spaces:
+        if s.kind == "discrete":
+            out.append(rng.integers(0, s.n, size=task.n_envs))
+        else:
+            out.append(rng.uniform(s.low, s.high, size=(task.n_envs, s.n)).astype(np.float32))
+    return out
+
+
+def _finite(x: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(x)))
+
+
+# -- tasks -----------------------------------------------------------------------------------------
+def check_task(regs: Registries, family: str) -> list[Check]:
+    entry = regs.tasks.get(family)
+    scenario, options = entry.extra.get("smoke") or ((entry.extra.get("scenarios") or [None])[0], {})
+    c = _Collector("task", family)
+    if scenario is None:
+        c.checks.append(Check("task", family, "declares a scenario to test", False,
+                              "register it with scenarios=(...) or smoke=(scenario, options)"))
+        return c.checks
+    name = f"{family}/{scenario}"
+    task = c.run(f"builds {name} with 2 copies", lambda: make_task(regs, name, 2, 0, options))
+    if task is None:
+        return c.checks
+    try:
+        def spaces():
+            n = len(task.agents)
+            assert n >= 1 and all(isinstance(a, str) for a in task.agents), f"agents={task.agents!r}"
+            assert len(task.obs_dims) == n and all(isinstance(d, int) and d > 0 for d in task.obs_dims), \
+                f"obs_dims={task.obs_dims!r} must be {n} positive ints"
+            assert len(task.action_spaces) == n and all(isinstance(s, ActionSpace) for s in task.action_spaces), \
+                "action_spaces must be one harness.envs.ActionSpace per agent"
+            assert isinstance(task.state_dim, int) and task.state_dim > 0, f"state_dim={task.state_dim!r}"
+            assert task.n_envs == 2, f"n_envs={task.n_envs}, asked for 2"
+        c.run("spaces: agents, observation sizes, action spaces, state size", spaces)
+
+        def reset():
+            obs, state = task.reset()
+            for i, (o, d) in enumerate(zip(obs, task.obs_dims)):
+                assert o.shape == (2, d) and o.dtype == np.float32, f"agent {i} obs {o.shape} {o.dtype}, want (2, {d}) float32"
+                assert _finite(o), f"agent {i} obs not finite"
+            assert state.shape == (2, task.state_dim) and state.dtype == np.float32, \
+                f"state {state.shape} {state.dtype}, want (2, {task.state_dim}) float32"
+            assert _finite(state), "global state not finite"
+        c.run("reset: observation and global state shapes, dtypes, finite", reset)
+
+        def steps():
+            rng = np.random.default_rng(0)
+            task.reset()
+            limit = task.episode_limit + 5 if task.episode_limit > 0 else 2000
+            ended = 0
+            for _ in range(limit):
+                res = task.step(_random_actions(task, rng))
+                assert res.reward.shape == (2,) and _finite(res.reward), f"reward {res.reward!r}"
+                assert res.terminated.dtype == bool and res.truncated.dtype == bool, "flags must be bool arrays"
+                assert not np.any(res.terminated & res.truncated), "a copy is both terminated and truncated"
+                assert res.final_state.shape == (2, task.state_dim) and _finite(res.final_state), "final_state"
+                assert res.state.shape == (2, task.state_dim) and _finite(res.state), "state"
+                done = set(np.flatnonzero(res.terminated | res.truncated).tolist())
+                assert set(res.final_obs) == done, f"final_obs for copies {sorted(res.final_obs)}, episodes ended in {sorted(done)}"
+                assert len(res.episode_returns) == len(done), "one episode return per ended episode"
+                for fo in res.final_obs.values():
+                    assert [o.shape for o in fo] == [(d,) for d in task.obs_dims], "final_obs shapes"
+                ended += len(done)
+                if ended:
+                    break
+            assert ended, f"no episode ended within {limit} random steps (episode_limit={task.episode_limit})"
+        c.run("step: rewards, termination/truncation flags, final states and observations", steps)
+
+        def seeding():
+            def trace(seed):
+                t = make_task(regs, name, 2, seed, options)
+                try:
+                    rng = np.random.default_rng(1)
+                    obs, _ = t.reset()
+                    out = [np.concatenate(obs, axis=1)]
+                    for _ in range(5):
+                        res = t.step(_random_actions(t, rng))
+                        out += [np.concatenate(res.obs, axis=1), res.reward[:, None]]
+                    return np.concatenate(out, axis=1)
+                finally:
+                    t.close()
+            a, b, other = trace(3), trace(3), trace(4)
+            assert np.array_equal(a, b), "the same seed and actions gave different observations or rewards"
+            assert not np.array_equal(a, other), "seeds 3 and 4 gave identical episodes: the seed is ignored"
+        c.run("seeding: one seed repeats, another differs", seeding)
+
+        def episodes():
+            o1, _ = task.reset([5, 9])
+            o2, _ = task.reset([5, 9])
+            assert all(np.array_equal(x, y) for x, y in zip(o1, o2)), "reset(episodes) is not repeatable"
+            assert task.episode_counters() == [5, 9], f"episode_counters()={task.episode_counters()}, want [5, 9]"
+        c.run("reset(episodes) repeats episodes and episode_counters() reports them", episodes)
+    finally:
+        task.close()
+    return c.checks
+
+
+# -- networks ----------------------------------------------------------------------------------------
+def check_network(regs: Registries, name: str) -> list[Check]:
+    entry = regs.networks.get(name)
+    c = _Collector("network", name)
+    cfg = build_config({**TINY, "network": name})
+    builder = c.run("the builder constructs", entry.factory)
+    if builder is None:
+        return c.checks
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.randn(7, 6, generator=gen)
+    for space in (ActionSpace(kind="discrete", n=5), ActionSpace(kind="box", n=3, low=[-1.0] * 3, high=[1.0] * 3)):
+        def actor_contract(space=space):
+            actor = builder.actor(6, space, cfg)
+            assert isinstance(actor, torch.nn.Module), "an actor must be a torch.nn.Module"
+            with torch.no_grad():
+                a, lp = actor.act(obs)
+                want = (7,) if space.kind == "discrete" else (7, 3)
+                assert tuple(a.shape) == want, f"act() actions {tuple(a.shape)}, want {want}"
+                assert tuple(lp.shape) == (7,) and torch.isfinite(lp).all(), f"act() log-probs {tuple(lp.shape)}"
+                lp2, ent = actor.evaluate(obs, a)
+                assert torch.allclose(lp, lp2, atol=1e-5), "evaluate() disagrees with act() on the same actions"
+                assert tuple(ent.shape) == (7,) and torch.isfinite(ent).all(), "entropies must be [B] and finite"
+                d1, _ = actor.act(obs, deterministic=True)
+                d2, _ = actor.act(obs, deterministic=True)
+                assert torch.equal(d1, d2), "deterministic act() is not repeatable"
+                if space.kind == "discrete":
+                    total = sum(actor.evaluate(obs, torch.full((7,), k))[0].exp() for k in range(5))
+                    assert torch.allclose(total, torch.ones(7), atol=1e-5), "probabilities do not sum to 1"
+                    assert (ent >= -1e-6).all(), "negative entropy of a categorical"
+            logp, _ = actor.evaluate(obs, a)
+            logp.sum().backward()
+            assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters()), \
+                "log-probabilities do not depend on the parameters"
+            make = getattr(builder, "acting_policy", None)
+            if make is not None:
+                policy = make([actor])
+                if policy:
+                    acts, lps = policy([obs.numpy()], np.random.default_rng(0))
+                    with torch.no_grad():
+                        ref, _ = actor.evaluate(obs, torch.as_tensor(acts[0]))
+                    assert np.allclose(lps[0], ref.numpy(), atol=1e-4), "acting_policy log-probs differ from evaluate()"
+        c.run(f"{space.kind} actor: act/evaluate shapes, log-probs, determinism, gradients", actor_contract)
+
+    def critic_contract():
+        critic = builder.critic(11, cfg)
+        out = critic(torch.randn(7, 11, generator=gen))
+        assert tuple(out.shape) == (7,), f"critic output {tuple(out.shape)}, want (7,)"
+        assert torch.isfinite(out).all(), "critic output not finite"
+    c.run("critic maps [B, state_dim] to [B]", critic_contract)
+    return c.checks
+
+
+# -- schemes ----------------------------------------------------------------------------------------
+def check_scheme(regs: Registries, name: str) -> list[Check]:
+    from harness.trainer import Trainer
+
+    regs.schemes.get(name)
+    c = _Collector("scheme", name)
+    timing = {"steps_per_s", "collect_s", "update_s", "wall_s"}
+
+    def train(seed: int) -> tuple[list[dict], Any]:
+        cfg = build_config({**TINY, "scheme": name, "task": SCHEME_TASK, "seed": seed})
+        trainer = Trainer(cfg, regs, None, progress=False)
+        before = [p.detach().clone() for a in trainer.scheme.actors for p in a.parameters()]
+        rows = trainer.run_training()
+        after = [p.detach() for a in trainer.scheme.actors for p in a.parameters()]
+        changed = any(not torch.equal(x, y) for x, y in zip(before, after))
+        return [{k: v for k, v in r.items() if k not in timing} for r in rows], (changed, trainer)
+
+    out = c.run(f"trains {TINY['steps']} steps on {SCHEME_TASK} (heterogeneous agents)", lambda: train(1))
+    if out is None:
+        return c.checks
+    rows, (changed, trainer) = out
+
+    def metrics():
+        assert len(rows) == 1 + trainer.cfg.iterations, f"{len(rows)} metric rows for {trainer.cfg.iterations} iterations"
+        for r in rows[1:]:
+            for k, v in r.items():
+                if isinstance(v, float):
+                    assert math.isfinite(v), f"metric {k}={v} at iteration {r['iteration']}"
+        assert all(r.get("eval_return") is not None for r in rows), "evaluation missing"
+    c.run("returns finite metrics every iteration", metrics)
+    def learns():
+        assert changed, "no actor parameter changed after training"
+    c.run("changes the actors' parameters", learns)
+
+    def seeded():
+        again, _ = train(1)
+        other, _ = train(2)
+        assert again == rows, "two runs with seed 1 gave different metrics"
+        assert other != rows, "seeds 1 and 2 gave identical metrics"
+    c.run("respects the seed (same seed repeats, another differs)", seeded)
+
+    def round_trip():
+        state = trainer.scheme.state_dict()
+        cfg = trainer.cfg
+        fresh = Trainer(cfg, regs, None, progress=False)
+        try:
+            fresh.scheme.load_state_dict(state)
+            x = [torch.from_numpy(o) for o in fresh.obs]
+            with torch.no_grad():
+                for i, (a, b) in enumerate(zip(trainer.scheme.actors, fresh.scheme.actors)):
+                    assert torch.equal(a.act(x[i], deterministic=True)[0], b.act(x[i], deterministic=True)[0]), \
+                        f"agent {i}: a restored scheme acts differently"
+        finally:
+            fresh.close()
+    c.run("state_dict() / load_state_dict() restore the policy", round_trip)
+    return c.checks
+
+
+def check_plugin(regs: Registries, name: str) -> list[Check]:
+    """Checks for every component registered by plugin ``name``, or for the component named ``name``."""
+    checks: list[Check] = []
+    found = False
+    for registry, fn in ((regs.tasks, check_task), (regs.networks, check_network), (regs.schemes, check_scheme)):
+        for entry in registry:
+            if entry.plugin == name or entry.name == name:
+                found = True
+                checks += fn(regs, entry.name)
+    if not found:
+        plugins = sorted({e.plugin for r in (regs.tasks, regs.networks, regs.schemes) for e in r})
+        raise HarnessError(f"no plugin or component named {name!r}; plugins: {', '.join(plugins)}")
+    return checks

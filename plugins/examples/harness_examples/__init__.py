@@ -1,0 +1,1 @@
+"""Example third-party plugins for happo-harness (installed separately from the harness)."""

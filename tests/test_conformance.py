@@ -1,0 +1,90 @@
+"""The conformance kit: every registered plugin passes it, and it catches plugins that break the contract."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.conformance import check_network, check_plugin, check_scheme, check_task
+from harness.errors import HarnessError
+from harness.plugins import load_plugins
+
+REGS = load_plugins()
+
+
+def _assert_all_pass(checks):
+    failed = [c.line() for c in checks if not c.ok]
+    assert checks and not failed, "\n".join(failed)
+
+
+@pytest.mark.parametrize("family", REGS.tasks.names())
+def test_every_registered_task_family_conforms(regs, family):
+    _assert_all_pass(check_task(regs, family))
+
+
+@pytest.mark.parametrize("network", REGS.networks.names())
+def test_every_registered_network_conforms(regs, network):
+    _assert_all_pass(check_network(regs, network))
+
+
+@pytest.mark.parametrize("scheme", REGS.schemes.names())
+def test_every_registered_scheme_conforms(regs, scheme):
+    _assert_all_pass(check_scheme(regs, scheme))
+
+
+BROKEN = '''
+import numpy as np
+from harness import hookimpl
+from harness_plugins.happo import HAPPO
+from harness_plugins import mpe
+
+class Frozen(HAPPO):
+    """Never changes its actors."""
+    def update(self, batch):
+        return {"policy_loss": 0.0}
+
+class Unseeded(HAPPO):
+    """Ignores the configured seed."""
+    def __init__(self, task, builder, config):
+        import torch
+        torch.manual_seed(np.random.SeedSequence().entropy % 2**31)
+        super().__init__(task, builder, config)
+
+def wrong_reward(scenario, n_envs, seed, options, stream=0):
+    task = mpe.make_task(scenario, n_envs, seed, options, stream)
+    step = task.step
+    def bad_step(actions):
+        res = step(actions)
+        res.reward = res.reward[:1]   # one reward for all copies
+        return res
+    task.step = bad_step
+    return task
+
+@hookimpl
+def register_schemes(register):
+    register("frozen", Frozen)
+    register("unseeded", Unseeded)
+
+@hookimpl
+def register_tasks(register):
+    register("wrongreward", wrong_reward, scenarios=("simple_spread",))
+'''
+
+
+def test_the_kit_catches_broken_plugins(tmp_path):
+    plugin = tmp_path / "broken.py"
+    plugin.write_text(BROKEN)
+    regs = load_plugins([str(plugin)])
+    frozen = {c.what: c for c in check_scheme(regs, "frozen")}
+    assert not frozen["changes the actors' parameters"].ok
+    unseeded = {c.what: c for c in check_scheme(regs, "unseeded")}
+    bad = unseeded["respects the seed (same seed repeats, another differs)"]
+    assert not bad.ok and "two runs with seed 1 gave different metrics" in bad.detail
+    task = [c for c in check_task(regs, "wrongreward") if not c.ok]
+    assert task and "reward" in task[0].detail
+    names = {c.name for c in check_plugin(regs, "broken")}
+    assert names == {"frozen", "unseeded", "wrongreward"}
+
+
+def test_unknown_plugin_name(regs):
+    with pytest.raises(HarnessError, match="no plugin or component named 'nope'; plugins: happo, mamujoco"):
+        check_plugin(regs, "nope")
