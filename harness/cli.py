@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="results directory (searched recursively for runs)")
     p.add_argument("--out", help="where to write figures and tables (default <results>/plots)")
     p.add_argument("--allow-mixed", action="store_true",
-                   help="average runs even when their environment package versions differ")
+                   help="average runs even when their environment package versions or configs differ")
     p.set_defaults(func=cmd_plot)
     return parser
 

@@ -20,6 +20,7 @@ the caller says so with ``allow_mixed=True``: a new simulator version can change
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import warnings
@@ -43,7 +44,7 @@ CI_PERCENT = 95.0
 FINAL_SCORE_NOTE = ("final score = a run's eval_return at its last evaluation; "
                     "CI = 95% percentile bootstrap over seeds (2000 resamples)")
 
-_RUN_COLUMNS = ["task", "scheme", "seed", "run_dir", "env_versions"]
+_RUN_COLUMNS = ["task", "scheme", "seed", "run_dir", "env_versions", "config_hash"]
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -100,7 +101,22 @@ def _load_run(path: Path) -> pd.DataFrame | None:
     rows["env_steps"] = rows["env_steps"].astype("int64")
     for key, value in meta.items():
         rows[key] = value
-    return rows[_RUN_COLUMNS + ["env_steps", "eval_return"]]
+    rows["absolute_return"] = _absolute_return(run)
+    return rows[_RUN_COLUMNS + ["env_steps", "eval_return", "absolute_return"]]
+
+
+def _absolute_return(run: RunDir) -> float:
+    """The run's absolute metric (best policy re-evaluated at the end), NaN when it has none."""
+    try:
+        return float(json.loads(run.absolute_file.read_text())["absolute_return"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return float("nan")
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A hash of a run's config without its seed: runs that may be averaged share it."""
+    rest = {k: v for k, v in config.items() if k != "seed"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _run_identity(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
@@ -117,7 +133,7 @@ def _run_identity(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
         seed = match.group(1)
     versions = record.get("versions") or {}
     return {"task": str(task), "scheme": str(scheme), "seed": int(seed), "run_dir": str(path),
-            "env_versions": format_versions(versions)}
+            "env_versions": format_versions(versions), "config_hash": config_hash(cfg)}
 
 
 def format_versions(versions: dict[str, str | None]) -> str:
@@ -145,12 +161,28 @@ def check_versions(df: pd.DataFrame) -> None:
     """
     if "env_versions" not in df.columns:
         return
-    runs = df[_RUN_COLUMNS].drop_duplicates()
+    runs = df[[c for c in _RUN_COLUMNS if c in df.columns]].drop_duplicates()
     for (task, scheme), group in runs.groupby(["task", "scheme"], sort=True):
         if group["env_versions"].nunique() > 1:
             raise HarnessError(f"runs of {scheme} on {task} used different env package versions: "
                                f"{_describe_version_split(group)}; rerun them with one set of versions "
                                "or pass --allow-mixed (allow_mixed=True) to compare them anyway")
+        if "config_hash" in group and group["config_hash"].nunique() > 1:
+            raise HarnessError(f"runs of {scheme} on {task} used different configs: {_describe_config_split(group)}; "
+                               "pass --allow-mixed (allow_mixed=True) to average them anyway")
+
+
+def _describe_config_split(group: pd.DataFrame) -> str:
+    """``lr=0.0005 in [a, b] vs lr=0.001 in [c]``, naming only the config keys that differ."""
+    configs = []
+    for run_dir in group["run_dir"]:
+        cfg = (RunDir(run_dir).read_config() or {}).get("config", {})
+        configs.append({k: json.dumps(v, sort_keys=True) for k, v in cfg.items() if k != "seed"})
+    keys = sorted({k for c in configs for k in c if len({d.get(k) for d in configs}) > 1})
+    sides: dict[str, list[str]] = {}
+    for c, run_dir in zip(configs, group["run_dir"]):
+        sides.setdefault(", ".join(f"{k}={c.get(k)}" for k in keys), []).append(run_dir)
+    return " vs ".join(f"{key} in [{', '.join(dirs)}]" for key, dirs in sides.items())
 
 
 def _describe_version_split(group: pd.DataFrame) -> str:
@@ -171,7 +203,8 @@ def final_scores(df: pd.DataFrame) -> pd.DataFrame:
     keys = [c for c in _RUN_COLUMNS if c in df.columns]
     last = df.sort_values("env_steps", kind="stable").groupby(keys, sort=True).tail(1)
     out = last.rename(columns={"eval_return": "final_return"})
-    return out[keys + ["env_steps", "final_return"]].sort_values(["task", "scheme", "seed"]).reset_index(drop=True)
+    extra = ["absolute_return"] if "absolute_return" in out.columns else []
+    return out[keys + ["env_steps", "final_return"] + extra].sort_values(["task", "scheme", "seed"]).reset_index(drop=True)
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> tuple[float, float]:
@@ -209,9 +242,18 @@ def summarise(df: pd.DataFrame, allow_mixed: bool = False) -> pd.DataFrame:
             warnings.warn(f"seeds of {scheme} on {task} end at different env steps ({sorted(set(steps))}); "
                           "their final scores are taken at different points of training", stacklevel=2)
         low, high = bootstrap_ci(group["final_return"].to_numpy())
-        rows.append({"task": task, "scheme": scheme, "n_seeds": len(group), "final_env_steps": int(steps.min()),
-                     "mean": float(group["final_return"].mean()), "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows, columns=["task", "scheme", "n_seeds", "final_env_steps", "mean", "ci_low", "ci_high"])
+        row = {"task": task, "scheme": scheme, "n_seeds": len(group), "final_env_steps": int(steps.min()),
+               "mean": float(group["final_return"].mean()), "ci_low": low, "ci_high": high,
+               "n_absolute": 0, "absolute_mean": np.nan, "absolute_ci_low": np.nan, "absolute_ci_high": np.nan}
+        if "absolute_return" in group:
+            absolute = group["absolute_return"].dropna().to_numpy()
+            if len(absolute):
+                a_low, a_high = bootstrap_ci(absolute)
+                row.update(n_absolute=len(absolute), absolute_mean=float(absolute.mean()),
+                           absolute_ci_low=a_low, absolute_ci_high=a_high)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["task", "scheme", "n_seeds", "final_env_steps", "mean", "ci_low", "ci_high",
+                                       "n_absolute", "absolute_mean", "absolute_ci_low", "absolute_ci_high"])
 
 
 def normalise(finals: pd.DataFrame) -> pd.DataFrame:
@@ -318,7 +360,9 @@ def to_marl_eval(df: pd.DataFrame) -> dict[str, Any]:
             f"step_{i}": {"step_count": int(steps), "return": [float(ret)]}
             for i, (steps, ret) in enumerate(zip(run["env_steps"], run["eval_return"]))
         }
-        record["absolute_metrics"] = {"return": [float(run["eval_return"].iloc[-1])]}
+        absolute = run["absolute_return"].iloc[-1] if "absolute_return" in run else float("nan")
+        final = float(absolute) if np.isfinite(absolute) else float(run["eval_return"].iloc[-1])
+        record["absolute_metrics"] = {"return": [final]}
         out.setdefault(family, {}).setdefault(scenario or family, {}).setdefault(scheme, {})[f"run_{seed}"] = record
     return out
 
@@ -339,10 +383,18 @@ def summary_markdown(summary: pd.DataFrame, iqm_table: pd.DataFrame, improvement
     """The Markdown report: final returns per task, then the aggregate over tasks."""
     lines = ["# Results", "", f"Final score of a run: its evaluation return at its last evaluation. "
              "Mean over seeds with a 95% percentile-bootstrap CI over seeds (2000 resamples).", ""]
+    absolute = bool((summary["n_absolute"] > 0).any()) if "n_absolute" in summary else False
     lines += _markdown_table(
-        ["task", "scheme", "seeds", "env steps", "final eval return mean [95% CI]"],
+        ["task", "scheme", "seeds", "env steps", "final eval return mean [95% CI]"]
+        + (["absolute metric mean [95% CI]"] if absolute else []),
         [[r.task, r.scheme, str(r.n_seeds), str(r.final_env_steps),
-          f"{_fmt(r.mean)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"] for r in summary.itertuples()])
+          f"{_fmt(r.mean)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"]
+         + ([f"{_fmt(r.absolute_mean)} [{_fmt(r.absolute_ci_low)}, {_fmt(r.absolute_ci_high)}] ({r.n_absolute} runs)"
+             if r.n_absolute else "-"] if absolute else [])
+         for r in summary.itertuples()])
+    if absolute:
+        lines += ["", "Absolute metric (marl-eval protocol): each run's best policy by evaluation return, "
+                  "re-evaluated at the end of training on 10x the evaluation episodes."]
     lines += ["", "## Aggregate over tasks", "",
               "Final scores min-max normalised per task over all runs of all schemes (0.5 where every run "
               "scored the same). IQM = mean of the middle 50% of the pooled normalised run scores; CIs are "
@@ -538,10 +590,25 @@ def plot_results(root: str | Path, out_dir: str | Path | None = None, allow_mixe
 
 def _write_tables(df: pd.DataFrame, summary: pd.DataFrame, iqm_table: pd.DataFrame, improvement: pd.DataFrame,
                   out: Path) -> list[Path]:
-    paths = {name: out / name for name in ("summary.csv", "aggregate.csv", "summary.md", "marl_eval.json")}
+    paths = {name: out / name for name in ("summary.csv", "aggregate.csv", "summary.md", "marl_eval.json",
+                                           "provenance.json")}
     summary.to_csv(paths["summary.csv"], index=False)
     aggregate_long(iqm_table, improvement).to_csv(paths["aggregate.csv"], index=False)
     versions = sorted(df["env_versions"].unique())
     paths["summary.md"].write_text(summary_markdown(summary, iqm_table, improvement, versions))
     paths["marl_eval.json"].write_text(json.dumps(to_marl_eval(df), indent=2))
+    paths["provenance.json"].write_text(json.dumps(provenance(df), indent=2, sort_keys=True))
     return list(paths.values())
+
+
+def provenance(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per run: where it is, its config hash, the package versions and harness commit that produced it,
+    and the task's env spec, read from its config.json."""
+    out = []
+    for run_dir in sorted(df["run_dir"].unique()):
+        record = RunDir(run_dir).read_config() or {}
+        out.append({"run_dir": run_dir, "task": record.get("config", {}).get("task"),
+                    "scheme": record.get("config", {}).get("scheme"), "seed": record.get("seed"),
+                    "config_digest": record.get("config_digest"), "versions": record.get("versions"),
+                    "git_commit": record.get("git_commit"), "task_spec": record.get("task_spec")})
+    return out

@@ -1,5 +1,7 @@
 """A run directory: ``config.json`` (resolved config + provenance), ``metrics.csv`` (append-only,
-one row per iteration) and ``checkpoint.pt`` (written atomically)."""
+one row per iteration), ``checkpoint.pt`` (written atomically; the one before it is kept as
+``checkpoint.prev.pt`` to fall back on), ``best.pt`` (the policy with the best evaluation so far),
+``absolute.json`` (that policy re-evaluated at the end) and ``DONE``."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import io
 import json
 import os
 import platform
+import shutil
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -67,17 +71,27 @@ class RunDir:
         self.config_file = self.path / "config.json"
         self.metrics_file = self.path / "metrics.csv"
         self.checkpoint_file = self.path / "checkpoint.pt"
+        self.previous_checkpoint_file = self.path / "checkpoint.prev.pt"
+        self.best_file = self.path / "best.pt"
+        self.absolute_file = self.path / "absolute.json"
         self.done_file = self.path / "DONE"
 
     def prepare(self) -> None:
-        """Create the directory and check that it is writable before any training starts."""
+        """Create the directory and check that it is writable, before any training starts."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write_test"
-            probe.write_text("ok")
+            probe.write_bytes(b"x" * 4096)
             probe.unlink()
         except OSError as exc:
             raise HarnessError(f"cannot write to output directory {str(self.path)!r}: {exc.strerror or exc}") from None
+
+    def check_space(self, needed_bytes: int) -> None:
+        """Refuse to start when the directory's file system has less than ``needed_bytes`` free."""
+        free = shutil.disk_usage(self.path).free
+        if free < needed_bytes:
+            raise HarnessError(f"output directory {str(self.path)!r} has {_size(free)} free; this run needs about "
+                               f"{_size(needed_bytes)} for its checkpoints and logs")
 
     def read_config(self) -> dict[str, Any] | None:
         if not self.config_file.exists():
@@ -88,13 +102,40 @@ class RunDir:
         atomic_write_bytes(self.config_file, json.dumps(record, indent=2, sort_keys=True).encode())
 
     def rows(self) -> list[dict[str, str]]:
-        """Complete metric rows (a partial last line left by a killed process is ignored)."""
+        """Complete metric rows (a partial last line left by a killed process is ignored).
+
+        A damaged line elsewhere (wrong number of fields, a non-integer iteration, iterations out of
+        order) is an error naming the file and the line: rows are never silently skipped."""
         if not self.metrics_file.exists():
             return []
-        text = self.metrics_file.read_text()
+        try:
+            text = self.metrics_file.read_text()
+        except UnicodeDecodeError:
+            raise HarnessError(f"{self.metrics_file}: not a text file (damaged?)") from None
         if text and not text.endswith("\n"):
             text = text[: text.rfind("\n") + 1]
-        return list(csv.DictReader(io.StringIO(text)))
+        if not text:
+            return []
+        reader = csv.reader(io.StringIO(text))
+        header = next(reader)
+        if header != METRIC_COLUMNS[: len(header)] or "iteration" not in header:
+            raise HarnessError(f"{self.metrics_file}: line 1 is not the metrics header")
+        rows, last = [], -1
+        for line, fields in enumerate(reader, start=2):
+            bad = len(fields) != len(header)
+            if not bad:
+                row = dict(zip(header, fields))
+                try:
+                    it = int(row["iteration"])
+                    bad = it <= last
+                except ValueError:
+                    bad = True
+            if bad:
+                raise HarnessError(f"{self.metrics_file}: line {line} is damaged ({','.join(fields)[:60]!r}); "
+                                   f"repair or delete that line (rows after it are then re-run from a checkpoint)")
+            rows.append(row)
+            last = it
+        return rows
 
     def keep_rows_up_to(self, iteration: int) -> None:
         """Drop rows after ``iteration`` (and any partial line) before a resumed run appends."""
@@ -115,18 +156,44 @@ class RunDir:
             fh.flush()
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Write ``checkpoint.pt`` atomically, keeping the previous one as ``checkpoint.prev.pt``."""
         buf = io.BytesIO()
         torch.save(state, buf)
+        if self.checkpoint_file.exists():
+            os.replace(self.checkpoint_file, self.previous_checkpoint_file)
         atomic_write_bytes(self.checkpoint_file, buf.getvalue())
 
     def load_checkpoint(self) -> dict[str, Any] | None:
-        if not self.checkpoint_file.exists():
-            return None
-        try:
-            return torch.load(self.checkpoint_file, weights_only=False)
-        except Exception as exc:
-            raise HarnessError(f"checkpoint {str(self.checkpoint_file)!r} is unreadable ({type(exc).__name__}); "
-                               "delete it to start the run again") from None
+        """The newest readable checkpoint: ``checkpoint.pt``, or ``checkpoint.prev.pt`` with a warning
+        when the newest is missing or damaged; None when there is none; an error when every
+        checkpoint present is damaged."""
+        damaged = []
+        for path in (self.checkpoint_file, self.previous_checkpoint_file):
+            if not path.exists():
+                continue
+            try:
+                state = torch.load(path, weights_only=False)
+                if not isinstance(state, dict) or "iteration" not in state:
+                    raise ValueError("not a harness checkpoint")
+            except Exception as exc:
+                damaged.append(f"{path.name} ({type(exc).__name__})")
+                continue
+            if damaged:
+                print(f"harness: warning: {self.path}: {damaged[0]} is unreadable; resuming from {path.name} "
+                      f"(iteration {state['iteration']})", file=sys.stderr)
+            return state
+        if damaged:
+            raise HarnessError(f"every checkpoint in {str(self.path)!r} is unreadable: {', '.join(damaged)}; "
+                               "delete them to start the run again")
+        return None
+
+    def save_best(self, state: dict[str, Any]) -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.best_file, buf.getvalue())
+
+    def write_absolute(self, record: dict[str, Any]) -> None:
+        atomic_write_bytes(self.absolute_file, json.dumps(record, indent=2, sort_keys=True).encode())
 
     def mark_done(self) -> None:
         atomic_write_bytes(self.done_file, time.strftime("%Y-%m-%dT%H:%M:%S").encode())
@@ -134,6 +201,14 @@ class RunDir:
     @property
     def done(self) -> bool:
         return self.done_file.exists()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 def _fmt(value: Any) -> Any:

@@ -279,6 +279,7 @@ def trial_configs(sweep: Sweep, params: dict[str, Any]) -> list[tuple[str, int, 
                                                                      ("seed", seed)])
             cfg.eval_interval = max(1, cfg.iterations // sweep.evaluations)
             cfg.checkpoint_interval = min(cfg.checkpoint_interval, cfg.eval_interval)
+            cfg.absolute_factor = 0  # the objective is read off the periodic evaluations
             out.append((task, seed, cfg.validate()))
     return out
 

@@ -6,6 +6,7 @@ periodic evaluation of the deterministic policy and atomic checkpoints so a stop
 
 from __future__ import annotations
 
+import copy
 import random
 import sys
 import time
@@ -86,6 +87,16 @@ class Trainer:
                 raise PluginError(f"plugin {scheme_entry.plugin!r}: scheme {cfg.scheme!r} lacks {attr!r}")
         self.iteration = 0
         self.env_steps = 0
+        # The best evaluation so far: (eval_return, iteration, env_steps), and the scheme's state then
+        # (kept in checkpoints so a resumed run has it; exported as best.pt).
+        self.best: tuple[float, int, int] | None = None
+        self._best_state: dict[str, Any] | None = None
+        self.absolute: dict[str, Any] | None = None
+        if self.run is not None:
+            n_params = sum(p.numel() for m in [*self.scheme.actors, getattr(self.scheme, "critic", None)]
+                           if m is not None for p in m.parameters())
+            # checkpoint + previous + best, each params and two Adam moments; metrics rows; headroom
+            self.run.check_space(9 * 4 * n_params + 600 * cfg.iterations + (1 << 20))
         self.obs, self.state = self.task.reset()
 
     # -- data collection ---------------------------------------------------------------------
@@ -178,26 +189,28 @@ class Trainer:
         )
 
     # -- evaluation --------------------------------------------------------------------------
-    def evaluate(self) -> tuple[float, float]:
-        """Mean and std of team return over ``eval_episodes`` episodes of the deterministic policy.
+    def evaluate(self, episodes: int | None = None) -> tuple[float, float]:
+        """Mean and std of team return over ``episodes`` (default ``eval_episodes``) episodes of the
+        deterministic policy.
 
         Every evaluation plays the same episodes (same start states), so curves compare policies.
         """
         cfg = self.cfg
+        episodes = episodes or cfg.eval_episodes
         if self.eval_task is None:
             self.eval_task = make_task(self.regs, cfg.task, cfg.eval_envs, cfg.seed, cfg.env, stream=EVAL_STREAM)
         task = self.eval_task
         obs, _ = task.reset()
         done: list[float] = []
-        limit = max(1, task.episode_limit) * (cfg.eval_episodes // cfg.eval_envs + 2) + 10_000
+        limit = max(1, task.episode_limit) * (episodes // cfg.eval_envs + 2) + 10_000
         with torch.no_grad():
             for _ in range(limit):
                 res = task.step(self.act(obs, deterministic=True)[0])
                 done.extend(res.episode_returns)
                 obs = res.obs
-                if len(done) >= cfg.eval_episodes:
+                if len(done) >= episodes:
                     break
-        done = done[: cfg.eval_episodes]
+        done = done[:episodes]
         return float(np.mean(done)), float(np.std(done))
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -212,6 +225,8 @@ class Trainer:
             "python_rng": random.getstate(),
             "act_rng": self.act_rng.bit_generator.state,
             "episodes": self.task.episode_counters(),
+            "best": self.best,
+            "best_state": self._best_state,
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -222,6 +237,8 @@ class Trainer:
         np.random.set_state(ckpt["numpy_rng"])
         random.setstate(ckpt["python_rng"])
         self.act_rng.bit_generator.state = ckpt["act_rng"]
+        self.best = ckpt.get("best", self.best)
+        self._best_state = ckpt.get("best_state", self._best_state)
         self._policy = None
         # Episodes restart at the saved episode numbers; a run checkpointed at an episode boundary
         # (MPE with rollout_length a multiple of the episode length) continues exactly.
@@ -274,6 +291,7 @@ class Trainer:
                            desc=f"{cfg.scheme} {cfg.task} s{cfg.seed}", dynamic_ncols=True, file=sys.stderr)
             if self.iteration == 0:
                 ev, ev_std = self.evaluate()
+                self._track_best(ev)
                 yield self._emit({"iteration": 0, "env_steps": 0, "eval_return": ev, "eval_return_std": ev_std})
             recent = float("nan")
             t_start = time.perf_counter()
@@ -298,6 +316,7 @@ class Trainer:
                 last = self.iteration == cfg.iterations
                 if last or (cfg.eval_interval and self.iteration % cfg.eval_interval == 0):
                     row["eval_return"], row["eval_return_std"] = self.evaluate()
+                    self._track_best(row["eval_return"])
                 self._emit(row)
                 if self.run is not None and (last or self.iteration % cfg.checkpoint_interval == 0):
                     self.run.save_checkpoint(self.checkpoint_state())
@@ -305,12 +324,45 @@ class Trainer:
                     bar.update(cfg.batch_steps)
                     bar.set_postfix(ret=f"{recent:.1f}", sps=f"{row['steps_per_s']:.0f}", refresh=False)
                 yield row
+            if cfg.absolute_factor > 0:
+                self._absolute_metric()
             if self.run is not None:
                 self.run.mark_done()
         finally:
             if bar is not None:
                 bar.close()
             self.close()
+
+    def _track_best(self, eval_return: float) -> None:
+        """Keep the policy with the best evaluation return so far (best.pt in a run directory)."""
+        if self.best is not None and not eval_return > self.best[0]:
+            return
+        self.best = (float(eval_return), self.iteration, self.env_steps)
+        self._best_state = {"best": self.best, "scheme": copy.deepcopy(self.scheme.state_dict())}
+        if self.run is not None:
+            self.run.save_best(self._best_state)
+
+    def _absolute_metric(self) -> None:
+        """The marl-eval protocol's absolute metric: the best policy (by evaluation return) re-evaluated
+        on ``absolute_factor`` times ``eval_episodes`` episodes; written to absolute.json."""
+        cfg = self.cfg
+        best = self._best_state
+        if best is None:
+            return
+        current = self.scheme.state_dict()
+        self.scheme.load_state_dict(best["scheme"])
+        self._policy = None
+        episodes = cfg.eval_episodes * cfg.absolute_factor
+        mean, std = self.evaluate(episodes)
+        self.scheme.load_state_dict(current)
+        self._policy = None
+        self.absolute = {"absolute_return": mean, "absolute_return_std": std, "episodes": episodes,
+                         "best_eval_return": best["best"][0], "best_iteration": best["best"][1],
+                         "best_env_steps": best["best"][2]}
+        if self.run is not None:
+            self.run.write_absolute(self.absolute)
+        self._log(f"absolute metric: best policy (iteration {best['best'][1]}) scores {mean:.2f} "
+                  f"over {episodes} episodes")
 
     def _update(self, batch: Batch) -> dict[str, Any]:
         """The scheme's update; a plugin that raises or returns something else than a dict is named."""

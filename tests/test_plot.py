@@ -135,7 +135,7 @@ def test_plot_results_writes_files(plotted: tuple[Path, list[Path]]) -> None:
     out, written = plotted
     names = {p.name for p in written}
     assert names == {"curves.png", "curves.pdf", "final.png", "final.pdf", "aggregate.png", "aggregate.pdf",
-                     "summary.csv", "aggregate.csv", "summary.md", "marl_eval.json"}
+                     "summary.csv", "aggregate.csv", "summary.md", "marl_eval.json", "provenance.json"}
     for path in written:
         assert path.parent == out and path.stat().st_size > 0
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
