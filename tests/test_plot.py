@@ -187,7 +187,36 @@ def test_mixed_versions_are_refused_unless_allowed(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="seed_3"):
         summarise(load_runs(tmp_path))
     written = plot_results(tmp_path, tmp_path / "out", allow_mixed=True)
-    assert len(written) == 10
+    assert len(written) == 11
+
+
+def test_runs_with_different_configs_are_refused_unless_allowed(tmp_path: Path) -> None:
+    write_tree(tmp_path, {("mpe/simple_spread", "happo"): [-10.0, -12.0]})
+    odd = RunDir(write_run(tmp_path, "mpe/simple_spread", "happo", 3, -14.0))
+    record = odd.read_config()
+    record["config"]["lr"] = 0.001
+    odd.write_config(record)
+    with pytest.raises(HarnessError, match="used different configs") as err:
+        plot_results(tmp_path, tmp_path / "out")
+    message = str(err.value)
+    assert "lr=0.001 in [" + str(odd.path) + "]" in message and "lr=None in [" in message and "\n" not in message
+    assert len(plot_results(tmp_path, tmp_path / "out", allow_mixed=True)) == 11
+
+
+def test_absolute_metric_is_summarised_and_exported(tmp_path: Path) -> None:
+    import json
+    write_tree(tmp_path, {("mpe/simple_spread", "happo"): [-10.0, -12.0, -14.0]})
+    for seed, value in ((1, -9.0), (2, -11.0)):  # seed 3 has no absolute.json
+        RunDir(tmp_path / "mpe_simple_spread" / "happo" / f"seed_{seed}").write_absolute({"absolute_return": value})
+    summary = summarise(load_runs(tmp_path))
+    row = summary.iloc[0]
+    assert row.n_absolute == 2 and row.absolute_mean == -10.0 and row["mean"] == -12.0
+    plot_results(tmp_path, tmp_path / "out")
+    exported = json.loads((tmp_path / "out" / "marl_eval.json").read_text())["mpe"]["simple_spread"]["happo"]
+    assert [exported[f"run_{k}"]["absolute_metrics"]["return"] for k in (1, 2, 3)] == [[-9.0], [-11.0], [-14.0]]
+    assert "absolute metric mean" in (tmp_path / "out" / "summary.md").read_text()
+    prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert len(prov) == 3 and prov[0]["versions"] == VERSIONS
 
 
 def test_versions_of_other_packages_may_differ(tmp_path: Path) -> None:
