@@ -35,7 +35,12 @@ def test_train_writes_config_and_metrics(tmp_path):
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["config"]["lr"] == 3e-4 and cfg["seed"] == 3
     assert cfg["versions"]["mpe2"] and cfg["versions"]["torch"]
-    assert cfg["task_spec"]["obs_dims"] == [3, 11]
+    assert cfg["task_spec"]["obs_dims"] == [3, 11] and cfg["task_spec"]["episode_limit"] == 25
+    assert len(cfg["config_digest"]) == 16
+    if (Path(__file__).resolve().parents[1] / ".git").exists():  # a checkout: the commit is recorded
+        assert len(cfg["git_commit"]) == 40
+    for package in ("happo-harness", "torch", "mujoco", "gymnasium-robotics", "pettingzoo", "optuna"):
+        assert cfg["versions"][package], package
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [int(r["iteration"]) for r in rows] == [0, 1, 2]
     assert rows[-1]["env_steps"] == "100"
