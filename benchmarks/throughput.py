@@ -62,8 +62,10 @@ def training_figures(regs, scheme: str, task_name: str, iterations: int, overrid
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=["mpe/simple_spread"])
-    parser.add_argument("--schemes", nargs="+", default=["happo"])
+    parser.add_argument("--tasks", nargs="+", default=["mpe/simple_spread", "mamujoco/HalfCheetah-2x3"])
+    parser.add_argument("--schemes", nargs="+", default=["happo", "mappo"])
+    parser.add_argument("--profile", action="store_true",
+                        help="also print the top functions (by own time) of raw env stepping per task")
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
@@ -80,6 +82,23 @@ def main() -> None:
             train, c, u = training_figures(regs, scheme, task_name, args.iterations, overrides)
             share = c / (c + u)
             print(f"{task_name:28s} {scheme:8s} {raw:10.0f} {train:9.0f} {train / raw:6.2f} {share:8.0%} {1 - share:7.0%}")
+    if args.profile:
+        import cProfile
+        import io
+        import pstats
+        for task_name in args.tasks:
+            tcfg = build_config([("task", task_name), *overrides])
+            prof = cProfile.Profile()
+            prof.enable()
+            raw_steps_per_s(regs, task_name, tcfg.n_envs, tcfg.rollout_length, 0, tcfg.env)
+            prof.disable()
+            text = io.StringIO()
+            pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(8)
+            lines = [ln for ln in text.getvalue().splitlines() if ln.strip()]
+            start = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls"))
+            print(f"\nprofile of raw stepping, {task_name} ({tcfg.n_envs} copies x {tcfg.rollout_length} steps), "
+                  "top 8 by own time:")
+            print("\n".join(lines[start:start + 9]))
 
 
 if __name__ == "__main__":
