@@ -1,7 +1,10 @@
-"""Raw environment steps/s of the batched NumPy MPE tasks (``env.fast=true``) against mpe2, in one run.
+"""The fast environment paths (``env.fast=true``) against the reference packages, in one run.
 
-For each MPE task: steps/s of ``n`` copies stepped with uniformly random actions (drawn up front) by the
-mpe2-backed task and by the batched one, on one core, and their ratio.
+MPE: steps/s of ``n`` copies stepped with uniformly random actions (drawn up front) by the
+mpe2-backed task and by the batched NumPy one, on one core, and their ratio.
+MaMuJoCo: per step, the time gymnasium-robotics takes to build every agent's observation plus the
+global state (``obsk.build_obs`` per agent, ``state()``), against the index-gather path, on the same
+physics states; and whole-step steps/s of both task implementations.
 Run: ``python benchmarks/env_speed.py [--copies 64] [--steps 200]``.
 """
 
@@ -16,12 +19,43 @@ from harness.plugins import load_plugins
 from harness.tasks import make_task
 
 TASKS = ["mpe/simple_spread", "mpe/simple_speaker_listener", "mpe/simple_reference"]
+MAMUJOCO = ["mamujoco/HalfCheetah-2x3", "mamujoco/Ant-4x2"]
+
+
+def observation_seconds(scenario: str, steps: int) -> tuple[float, float]:
+    """Seconds per step building observations and state: the package's way, then the gathers."""
+    from harness_plugins.mamujoco import GatherObsEnv, _make_env, split_scenario
+
+    name, conf = split_scenario(scenario)
+    env = _make_env(name, conf, 1, 1000, "local")
+    fast = GatherObsEnv(_make_env(name, conf, 1, 1000, "local"))
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    ref_s = fast_s = 0.0
+    for _ in range(steps):
+        env.step({a: rng.uniform(-1, 1, env.action_space(a).shape) for a in env.possible_agents})
+        fast._unwrapped.data.qpos[:] = env.single_agent_env.unwrapped.data.qpos  # same physics state
+        fast._unwrapped.data.qvel[:] = env.single_agent_env.unwrapped.data.qvel
+        import mujoco
+        mujoco.mj_forward(fast._unwrapped.model, fast._unwrapped.data)
+        t0 = time.perf_counter()
+        env._get_obs()
+        env.state()
+        t1 = time.perf_counter()
+        fast._gather()
+        fast.state()
+        t2 = time.perf_counter()
+        ref_s += t1 - t0
+        fast_s += t2 - t1
+    return ref_s / steps, fast_s / steps
 
 
 def steps_per_s(regs, task_name: str, copies: int, steps: int, options: dict) -> float:
     task = make_task(regs, task_name, copies, 0, options)
     rng = np.random.default_rng(0)
-    actions = [[rng.integers(0, s.n, size=copies) for s in task.action_spaces] for _ in range(steps)]
+    actions = [[rng.integers(0, s.n, size=copies) if s.kind == "discrete"
+                else rng.uniform(s.low, s.high, size=(copies, s.n)).astype(np.float32) for s in task.action_spaces]
+               for _ in range(steps)]
     t0 = time.perf_counter()
     for a in actions:
         task.step(a)
@@ -42,6 +76,18 @@ def main() -> None:
         ref = steps_per_s(regs, name, args.copies, args.steps, {})
         fast = steps_per_s(regs, name, args.copies, args.steps, {"fast": True})
         print(f"{name:30s} {ref:9.0f} {fast:10.0f} {fast / ref:7.1f}")
+    print(f"\nMaMuJoCo observations + global state per step ({args.steps} states), one copy")
+    print(f"{'task':30s} {'package us':>10s} {'gather us':>10s} {'ratio':>7s}")
+    for name in MAMUJOCO:
+        ref, fast = observation_seconds(name.split("/", 1)[1], args.steps)
+        print(f"{name:30s} {ref * 1e6:10.1f} {fast * 1e6:10.1f} {ref / fast:7.1f}")
+    copies = min(args.copies, 20)
+    print(f"\nMaMuJoCo whole steps, {copies} copies x {args.steps} steps, random actions")
+    print(f"{'task':30s} {'package/s':>10s} {'fast/s':>10s} {'ratio':>7s}")
+    for name in MAMUJOCO:
+        ref = steps_per_s(regs, name, copies, args.steps, {})
+        fast = steps_per_s(regs, name, copies, args.steps, {"fast": True})
+        print(f"{name:30s} {ref:10.0f} {fast:10.0f} {fast / ref:7.2f}")
 
 
 if __name__ == "__main__":

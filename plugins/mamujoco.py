@@ -52,6 +52,8 @@ OPTIONS = {
     "obs_mode": Option(str, "local", "local: gymnasium-robotics' per-agent observations; "
                                      "global: full state + one-hot agent id (HARL)"),
     "workers": Option(int, 0, "worker processes for the copies (0: step them in this process)"),
+    "fast": Option(bool, False, "local observations by precomputed index gathers from the global state "
+                                "(equal to gymnasium-robotics' own, faster)"),
 }
 
 # Factorisations of the HAPPO paper that gymnasium-robotics 1.4 does not define: one joint per
@@ -161,19 +163,127 @@ class GlobalObsEnv:
         self.env.close()
 
 
-def _make_env(name: str, conf: str, agent_obsk: int, episode_limit: int, obs_mode: str) -> Any:
+class GatherObsEnv:
+    """The fast observation path (``env.fast=true``).
+
+    gymnasium-robotics builds each agent's local observation in Python, node by node
+    (``obsk.build_obs``), and the global state once more. Here the global state is computed once per
+    step and each agent's observation is a precomputed index gather (the package's own
+    ``observation_factorization``) from it. Some robots clip joint velocities in their state (Hopper,
+    Walker2d: to +-10) and their local observations sometimes do (Hopper) and sometimes do not
+    (Walker2d), so every gathered entry is taken either from the state or from the state with raw
+    velocities, whichever reproduces the package on random states with large velocities; a task where
+    neither does is refused. Rewards, flags, actions and ``state()`` are the wrapped env's.
+    """
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.possible_agents = list(env.possible_agents)
+        self.observation_spaces = {a: env.observation_space(a) for a in self.possible_agents}
+        factorisation = env.observation_factorization
+        if factorisation is None:
+            raise HarnessError("env.fast=true: this MaMuJoCo task has no observation index map")
+        self._index = [np.asarray(factorisation[a], dtype=np.int64) for a in self.possible_agents]
+        self._single = env.single_agent_env
+        self._unwrapped = env.single_agent_env.unwrapped
+        structure = self._unwrapped.observation_structure
+        self._qvel = slice(structure["qpos"], structure["qpos"] + structure["qvel"])
+        self._state: np.ndarray | None = None
+        self._raw_needed = True
+        self._check()
+
+    def _check(self) -> None:
+        import mujoco
+
+        rng = np.random.default_rng(0)
+        self.env.reset(seed=0)
+        model, data = self._unwrapped.model, self._unwrapped.data
+        qpos0, qvel0 = data.qpos.copy(), data.qvel.copy()
+        n = self._unwrapped.observation_space.shape[0]
+        base = list(self._index)
+        # Which source reproduces each entry: 0 = the state, 1 = the state with raw velocities.
+        fits = [np.ones((2, len(idx)), dtype=bool) for idx in base]
+        for trial in range(6):
+            if trial:  # random states with large velocities, where clipping shows
+                data.qpos[:] = qpos0 + rng.normal(0.0, 0.5, qpos0.shape)
+                data.qvel[:] = rng.normal(0.0, 20.0, qvel0.shape)
+                mujoco.mj_forward(model, data)
+            reference = self.env._get_obs()
+            source = self._source()
+            for k, a in enumerate(self.possible_agents):
+                if reference[a].shape != base[k].shape:
+                    raise HarnessError(f"env.fast=true: agent {a!r}'s index map has the wrong size on this task")
+                for choice in (0, 1):
+                    fits[k][choice] &= np.isclose(source[base[k] + choice * n], reference[a], rtol=0, atol=1e-9)
+        for k, a in enumerate(self.possible_agents):
+            if not (fits[k][0] | fits[k][1]).all():
+                raise HarnessError(f"env.fast=true does not reproduce agent {a!r}'s observations on this task; "
+                                   "use the default path")
+            self._index[k] = base[k] + np.where(fits[k][0], 0, n)
+        self._raw_needed = any(bool((idx >= n).any()) for idx in self._index)
+        self._state = None
+
+    @property
+    def agents(self) -> list[str]:
+        return self.env.agents
+
+    def observation_space(self, agent: str) -> Any:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> Any:
+        return self.env.action_space(agent)
+
+    def state(self) -> np.ndarray:
+        return self._state if self._state is not None else self._unwrapped._get_obs()
+
+    def _source(self) -> np.ndarray:
+        """The state, then the state with raw joint velocities: what the index map gathers from."""
+        self._state = self._unwrapped._get_obs()
+        raw = self._state.copy()
+        raw[self._qvel] = self._unwrapped.data.qvel
+        return np.concatenate([self._state, raw])
+
+    def _gather(self) -> dict[str, np.ndarray]:
+        if self._raw_needed:
+            source = self._source()
+        else:  # every entry comes from the state itself
+            source = self._state = self._unwrapped._get_obs()
+        return {a: source[idx] for a, idx in zip(self.possible_agents, self._index)}
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        _, info = self._single.reset(seed=seed, options=options)
+        self.env.agents = self.possible_agents
+        return self._gather(), {a: info for a in self.possible_agents}
+
+    def step(self, actions: dict[str, np.ndarray]) -> tuple[dict, dict, dict, dict, dict]:
+        _, reward, term, trunc, info = self._single.step(self.env.map_local_actions_to_global_action(actions))
+        obs = self._gather()
+        agents = self.possible_agents
+        if term or trunc:
+            self.env.agents = []
+        return (obs, {a: reward for a in agents}, {a: term for a in agents}, {a: trunc for a in agents},
+                {a: info for a in agents})
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _make_env(name: str, conf: str, agent_obsk: int, episode_limit: int, obs_mode: str, fast: bool = False) -> Any:
     # Module-level (with primitive arguments) so a functools.partial of it pickles for spawned workers;
     # the factorisation's graph nodes hold lambdas, so they are built here, inside the worker.
     mamujoco_v1 = _import_gymnasium_robotics()
 
     env = mamujoco_v1.parallel_env(name, conf, agent_obsk=agent_obsk, agent_factorization=_factorisation(name, conf),
                                    max_episode_steps=episode_limit)
-    return GlobalObsEnv(env) if obs_mode == "global" else env
+    if obs_mode == "global":
+        return GlobalObsEnv(env)
+    return GatherObsEnv(env) if fast else env
 
 
 def _build(name: str, conf: str, opts: dict[str, Any], seed: int, stream: int, n_envs: int,
            copy_offset: int) -> VecTask:
-    make = functools.partial(_make_env, name, conf, opts["agent_obsk"], opts["episode_limit"], opts["obs_mode"])
+    make = functools.partial(_make_env, name, conf, opts["agent_obsk"], opts["episode_limit"], opts["obs_mode"],
+                             opts["fast"])
     # MaMuJoCo gives every agent the same team reward: take it once, not the sum over agents.
     return PettingZooVecTask(make, n_envs, seed, team_reward="shared", episode_limit=opts["episode_limit"],
                              stream=stream, copy_offset=copy_offset)
