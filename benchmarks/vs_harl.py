@@ -6,10 +6,12 @@ import name ``harl``, with ``supersuit``, ``hydra-core``, ``tensorboardX``, ``se
 Both sides run HAPPO with HARL's ``happo.yaml`` defaults (20 envs x 200 steps, 5 actor and 5 critic
 epochs, one minibatch, MLP [128, 128], lr 5e-4, clip 0.2), the same number of environment steps,
 the same torch thread count, evaluation off, on CPU. HARL steps its 20 environments in 20 worker
-processes (its default ``n_rollout_threads: 20`` with ``ShareSubprocVecEnv``); the harness steps
-them in its own process (its default). Printed per task: steps/s of each, their ratio, and the mean
-training episode return of the last iterations of each (the same number of steps, different random
-streams: a sanity check that both learn, not a significance test).
+processes (its default ``n_rollout_threads: 20`` with ``ShareSubprocVecEnv``); the harness is measured
+as shipped (copies stepped in its own process), with ``env.workers=2`` (copies split over two worker
+processes) and, on MPE, with ``env.fast=true`` (its batched implementation of the same task). Printed
+per row: steps/s of each, their ratio, and the mean training episode return of the last fifth of the
+episodes of each (the same number of steps, different random streams: a sanity check that both learn,
+not a significance test).
 
 Adaptations, made at import time and printed, never by editing HARL's files:
 
@@ -213,10 +215,16 @@ def main() -> None:
             print(f"{task:28s} {ours_sps:10.0f} {'-':>8s} {'-':>6s}  HARL cannot run: {type(exc).__name__}: "
                   f"{(str(exc).splitlines() or [''])[0][:300]}")
             continue
-        ours_sps, ours_returns = run_ours(task, options, args.steps, args.threads, args.seed)
-        n = max(1, min(len(ours_returns), len(harl_returns)) // 5)
-        print(f"{task:28s} {ours_sps:10.0f} {harl_sps:8.0f} {ours_sps / harl_sps:6.2f}  "
-              f"{np.mean(ours_returns[-n:]):22.1f} {np.mean(harl_returns[-n:]):8.1f}")
+        # The harness as shipped (copies stepped in its own process), then with the copies split over
+        # two worker processes as HARL splits them over 20, then with its batched MPE implementation.
+        variants = [("", options), (" workers=2", {**options, "workers": 2})]
+        if task.startswith("mpe/"):
+            variants.append((" fast", {**options, "fast": True}))
+        for label, opts in variants:
+            ours_sps, ours_returns = run_ours(task, opts, args.steps, args.threads, args.seed)
+            n = max(1, min(len(ours_returns), len(harl_returns)) // 5)
+            print(f"{task + label:28s} {ours_sps:10.0f} {harl_sps:8.0f} {ours_sps / harl_sps:6.2f}  "
+                  f"{np.mean(ours_returns[-n:]):22.1f} {np.mean(harl_returns[-n:]):8.1f}")
     print("adapted at import time: " + ("; ".join(ADAPTED) or "nothing"))
 
 
