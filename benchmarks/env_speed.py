@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from harness.plugins import load_plugins
-from harness.tasks import make_task
+from throughput import raw_steps_per_s  # benchmarks/ is on sys.path when run as a script
 
 TASKS = ["mpe/simple_spread", "mpe/simple_speaker_listener", "mpe/simple_reference"]
 MAMUJOCO = ["mamujoco/HalfCheetah-2x3", "mamujoco/Ant-4x2"]
@@ -51,17 +51,7 @@ def observation_seconds(scenario: str, steps: int) -> tuple[float, float]:
 
 
 def steps_per_s(regs, task_name: str, copies: int, steps: int, options: dict) -> float:
-    task = make_task(regs, task_name, copies, 0, options)
-    rng = np.random.default_rng(0)
-    actions = [[rng.integers(0, s.n, size=copies) if s.kind == "discrete"
-                else rng.uniform(s.low, s.high, size=(copies, s.n)).astype(np.float32) for s in task.action_spaces]
-               for _ in range(steps)]
-    t0 = time.perf_counter()
-    for a in actions:
-        task.step(a)
-    elapsed = time.perf_counter() - t0
-    task.close()
-    return copies * steps / elapsed
+    return raw_steps_per_s(regs, task_name, copies, steps, 0, options)
 
 
 def main() -> None:

@@ -29,12 +29,11 @@ import multiprocessing as mp
 import os
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import TrainConfig, build_config, load_overrides_file
+from harness.config import TrainConfig, build_config, load_overrides_file, need, read_spec_file
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
 from harness.results import RunDir
@@ -73,13 +72,8 @@ class Suite:
     runs: list[RunSpec] = field(default_factory=list)
 
 
-def _need(cond: bool, path: Path, message: str) -> None:
-    if not cond:
-        raise HarnessError(f"{path}: {message}")
-
-
 def _list_of(value: Any, typ: type, path: Path, key: str) -> list:
-    _need(isinstance(value, list) and value and all(isinstance(v, typ) and not isinstance(v, bool) for v in value),
+    need(isinstance(value, list) and value and all(isinstance(v, typ) and not isinstance(v, bool) for v in value),
           path, f"[suite] {key} must be a non-empty list of {typ.__name__}s, got {value!r}")
     return value
 
@@ -87,11 +81,11 @@ def _list_of(value: Any, typ: type, path: Path, key: str) -> list:
 def _with_include(table: Any, path: Path, where: str) -> dict[str, Any]:
     """An override table whose ``include = "file.toml"`` (relative to the suite file; a list is
     allowed) is replaced by that file's overrides, the table's own keys applied after them."""
-    _need(isinstance(table, dict), path, f"{where} must be a table")
+    need(isinstance(table, dict), path, f"{where} must be a table")
     table = dict(table)
     files = table.pop("include", [])
     files = [files] if isinstance(files, str) else files
-    _need(isinstance(files, list) and all(isinstance(f, str) for f in files), path,
+    need(isinstance(files, list) and all(isinstance(f, str) for f in files), path,
           f"{where} include={files!r} must be a file name or a list of them")
     merged: dict[str, Any] = {}
     for f in files:
@@ -106,42 +100,29 @@ def _with_include(table: Any, path: Path, where: str) -> dict[str, Any]:
 def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries | None = None) -> Suite:
     """Parse and validate a suite file; every run's config is built (and checked) here."""
     path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"suite file {str(path)!r} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise HarnessError(f"{path}: not valid TOML: {exc}") from None
-    unknown = set(data) - TOP_KEYS
-    _need(not unknown, path, f"unknown table(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
-    suite = data.get("suite")
-    _need(isinstance(suite, dict), path, "missing [suite] table")
-    unknown = set(suite) - SUITE_KEYS
-    _need(not unknown, path, f"unknown [suite] key(s) {sorted(unknown)}; allowed: {sorted(SUITE_KEYS)}")
-    for key in ("schemes", "tasks", "seeds", "steps"):
-        _need(key in suite, path, f"[suite] needs {key!r}")
+    data, suite = read_spec_file(path, "suite", TOP_KEYS, SUITE_KEYS, ("schemes", "tasks", "seeds", "steps"))
     schemes = _list_of(suite["schemes"], str, path, "schemes")
     tasks = _list_of(suite["tasks"], str, path, "tasks")
     seeds = suite["seeds"]
     if isinstance(seeds, int) and not isinstance(seeds, bool):
-        _need(seeds >= 1, path, f"[suite] seeds={seeds} must be >= 1")
+        need(seeds >= 1, path, f"[suite] seeds={seeds} must be >= 1")
         seeds = list(range(1, seeds + 1))
     seeds = _list_of(seeds, int, path, "seeds")
     for key in ("steps", "eval_interval", "eval_episodes"):
         if key in suite:
             v = suite[key]
             ok = isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if key == "eval_interval" else v > 0)
-            _need(ok, path, f"[suite] {key}={v!r} must be a {'non-negative' if key == 'eval_interval' else 'positive'} integer")
+            need(ok, path, f"[suite] {key}={v!r} must be a {'non-negative' if key == 'eval_interval' else 'positive'} integer")
     plugins = [str((path.parent / p).resolve()) if str(p).endswith(".py") else str(p) for p in suite.get("plugins", [])]
     regs = regs or load_plugins(plugins)
     for s in schemes:
         regs.schemes.get(s)
     for tables in ("config", "tasks", "schemes"):
-        _need(isinstance(data.get(tables, {}), dict), path, f"[{tables}] must be a table")
+        need(isinstance(data.get(tables, {}), dict), path, f"[{tables}] must be a table")
     for t in data.get("tasks", {}):
-        _need(t in tasks, path, f"[tasks.{t!r}] names a task that is not in [suite] tasks {tasks}")
+        need(t in tasks, path, f"[tasks.{t!r}] names a task that is not in [suite] tasks {tasks}")
     for s in data.get("schemes", {}):
-        _need(s in schemes, path, f"[schemes.{s}] names a scheme that is not in [suite] schemes {schemes}")
+        need(s in schemes, path, f"[schemes.{s}] names a scheme that is not in [suite] schemes {schemes}")
     data["config"] = _with_include(data.get("config", {}), path, "[config]")
     data["tasks"] = {t: _with_include(v, path, f"[tasks.{t!r}]") for t, v in data.get("tasks", {}).items()}
     data["schemes"] = {s: _with_include(v, path, f"[schemes.{s}]") for s, v in data.get("schemes", {}).items()}

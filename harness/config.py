@@ -161,18 +161,45 @@ def parse_set(items: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def load_overrides_file(path: str | Path) -> list[tuple[str, Any]]:
-    """Config overrides from a TOML file of ``key = value`` lines (an ``[env]`` table sets task
-    options), such as the ``best.toml`` a sweep writes. Keys are checked when the config is built."""
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A TOML file's contents; a missing file or bad TOML is a one-line error naming ``what`` it is."""
     import tomllib
 
     path = Path(path)
     if not path.is_file():
-        raise HarnessError(f"config file {str(path)!r} does not exist")
+        raise HarnessError(f"{what} file {str(path)!r} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"{path}: not valid TOML: {exc}") from None
+
+
+def need(cond: bool, path: Path, message: str) -> None:
+    """Raise a one-line error about file ``path`` unless ``cond``."""
+    if not cond:
+        raise HarnessError(f"{path}: {message}")
+
+
+def read_spec_file(path: Path, what: str, tables: set[str], main_keys: set[str],
+                   required: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A suite or sweep file: only the known ``tables``, a ``[<what>]`` table with only ``main_keys``
+    and every ``required`` key. Returns the whole file and its ``[<what>]`` table."""
+    data = read_toml(path, what)
+    unknown = set(data) - tables
+    need(not unknown, path, f"unknown table(s) {sorted(unknown)}; allowed: {sorted(tables)}")
+    main = data.get(what)
+    need(isinstance(main, dict), path, f"missing [{what}] table")
+    unknown = set(main) - main_keys
+    need(not unknown, path, f"unknown [{what}] key(s) {sorted(unknown)}; allowed: {sorted(main_keys)}")
+    for key in required:
+        need(key in main, path, f"[{what}] needs {key!r}")
+    return data, main
+
+
+def load_overrides_file(path: str | Path) -> list[tuple[str, Any]]:
+    """Config overrides from a TOML file of ``key = value`` lines (an ``[env]`` table sets task
+    options), such as the ``best.toml`` a sweep writes. Keys are checked when the config is built."""
+    data = read_toml(path, "config")
     for key in data:
         if key != "env" and key not in FIELDS:
             raise HarnessError(f"{path}: unknown option {key!r}; known: {', '.join(FIELDS)}")

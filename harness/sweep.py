@@ -44,12 +44,11 @@ import os
 import socket
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import FIELDS, build_config, load_overrides_file
+from harness.config import FIELDS, build_config, need, read_spec_file
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
 from harness.tasks import make_task
@@ -158,14 +157,9 @@ class Sweep:
         return storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
 
 
-def _need(cond: bool, path: Path, message: str) -> None:
-    if not cond:
-        raise HarnessError(f"{path}: {message}")
-
-
 def _posint(sw: dict, key: str, default: int | None, path: Path, minimum: int = 1) -> int:
     v = sw.get(key, default)
-    _need(isinstance(v, int) and not isinstance(v, bool) and v >= minimum, path,
+    need(isinstance(v, int) and not isinstance(v, bool) and v >= minimum, path,
           f"[sweep] {key}={v!r} must be an integer >= {minimum}")
     return v
 
@@ -173,47 +167,33 @@ def _posint(sw: dict, key: str, default: int | None, path: Path, minimum: int = 
 def load_sweep(path: str | Path, out: str | Path | None = None, regs: Registries | None = None) -> Sweep:
     """Parse and validate a sweep file (every error before any trial runs)."""
     path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"sweep file {str(path)!r} does not exist")
-    try:
-        text = path.read_text()
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise HarnessError(f"{path}: not valid TOML: {exc}") from None
-    unknown = set(data) - TOP_KEYS
-    _need(not unknown, path, f"unknown table(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
-    sw = data.get("sweep")
-    _need(isinstance(sw, dict), path, "missing [sweep] table")
-    unknown = set(sw) - SWEEP_KEYS
-    _need(not unknown, path, f"unknown [sweep] key(s) {sorted(unknown)}; allowed: {sorted(SWEEP_KEYS)}")
-    for key in ("scheme", "tasks", "steps"):
-        _need(key in sw, path, f"[sweep] needs {key!r}")
+    data, sw = read_spec_file(path, "sweep", TOP_KEYS, SWEEP_KEYS, ("scheme", "tasks", "steps"))
     scheme = sw["scheme"]
-    _need(isinstance(scheme, str), path, f"[sweep] scheme={scheme!r} must be a scheme name")
+    need(isinstance(scheme, str), path, f"[sweep] scheme={scheme!r} must be a scheme name")
     tasks = sw["tasks"]
     tasks = [tasks] if isinstance(tasks, str) else tasks
-    _need(isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks), path,
+    need(isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks), path,
           f"[sweep] tasks={tasks!r} must be a non-empty list of task names")
     seeds = sw.get("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool):
-        _need(seeds >= 1, path, f"[sweep] seeds={seeds} must be >= 1")
+        need(seeds >= 1, path, f"[sweep] seeds={seeds} must be >= 1")
         seeds = list(range(1, seeds + 1))
-    _need(isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds), path,
+    need(isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds), path,
           f"[sweep] seeds={seeds!r} must be a positive integer or a list of integers")
     window = sw.get("objective_window", 0.25)
-    _need(isinstance(window, (int, float)) and 0 < window <= 1, path,
+    need(isinstance(window, (int, float)) and 0 < window <= 1, path,
           f"[sweep] objective_window={window!r} must be in (0, 1]")
     sampler = sw.get("sampler", "tpe")
-    _need(sampler in SAMPLERS, path, f"[sweep] sampler={sampler!r} is not one of: {', '.join(SAMPLERS)}")
+    need(sampler in SAMPLERS, path, f"[sweep] sampler={sampler!r} is not one of: {', '.join(SAMPLERS)}")
     pruner = sw.get("pruner", "median")
-    _need(pruner in PRUNERS, path, f"[sweep] pruner={pruner!r} is not one of: {', '.join(PRUNERS)}")
+    need(pruner in PRUNERS, path, f"[sweep] pruner={pruner!r} is not one of: {', '.join(PRUNERS)}")
     exclude = sw.get("exclude", [])
-    _need(isinstance(exclude, list) and all(isinstance(x, str) for x in exclude), path,
+    need(isinstance(exclude, list) and all(isinstance(x, str) for x in exclude), path,
           f"[sweep] exclude={exclude!r} must be a list of config keys")
     default_space = sw.get("default_space", True)
-    _need(isinstance(default_space, bool), path, f"[sweep] default_space={default_space!r} must be true or false")
+    need(isinstance(default_space, bool), path, f"[sweep] default_space={default_space!r} must be true or false")
     for tables in ("config", "space"):
-        _need(isinstance(data.get(tables, {}), dict), path, f"[{tables}] must be a table")
+        need(isinstance(data.get(tables, {}), dict), path, f"[{tables}] must be a table")
 
     plugins = [str((path.parent / p).resolve()) if str(p).endswith(".py") else str(p) for p in sw.get("plugins", [])]
     regs = regs or load_plugins(plugins)
@@ -224,13 +204,13 @@ def load_sweep(path: str | Path, out: str | Path | None = None, regs: Registries
                            "which is not a dict of dimensions")
     space_specs: dict[str, Any] = dict(declared) if default_space else {}
     for name in exclude:
-        _need(name in space_specs, path, f"[sweep] exclude names {name!r}, which is not in the search space "
+        need(name in space_specs, path, f"[sweep] exclude names {name!r}, which is not in the search space "
               f"{sorted(space_specs)}")
         del space_specs[name]
     space_specs.update(data.get("space", {}))
     where = f"{path}: search space"
     space = [parse_dimension(n, s, where) for n, s in space_specs.items()]
-    _need(any(d.kind != "fixed" for d in space), path, "the search space is empty (nothing to tune)")
+    need(any(d.kind != "fixed" for d in space), path, "the search space is empty (nothing to tune)")
 
     fixed = list(data.get("config", {}).items())
     steps = _posint(sw, "steps", None, path)

@@ -115,7 +115,28 @@ def _factorisation(name: str, conf: str) -> dict[str, Any] | None:
     return {"partition": [(by_label[label],) for label in labels], "edges": edges, "globals": globals_}
 
 
-class GlobalObsEnv:
+class _ObsWrapper:
+    """A MaMuJoCo parallel env with other observations: the agents, action spaces and closing are the
+    wrapped env's; subclasses set ``observation_spaces`` and build the observations."""
+
+    env: Any
+    observation_spaces: dict[str, Any]
+
+    @property
+    def agents(self) -> list[str]:
+        return self.env.agents
+
+    def observation_space(self, agent: str) -> Any:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> Any:
+        return self.env.action_space(agent)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class GlobalObsEnv(_ObsWrapper):
     """Wraps a MaMuJoCo parallel env so every agent observes ``[state, one-hot agent id]``.
 
     Only observations and observation spaces change; actions, rewards, flags and ``state()``
@@ -133,16 +154,6 @@ class GlobalObsEnv:
         space = gymnasium.spaces.Box(-np.inf, np.inf, (state_dim + n,), np.float32)
         self.observation_spaces = {a: space for a in self.possible_agents}
 
-    @property
-    def agents(self) -> list[str]:
-        return self.env.agents
-
-    def observation_space(self, agent: str) -> Any:
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> Any:
-        return self.env.action_space(agent)
-
     def state(self) -> np.ndarray:
         return self.env.state()
 
@@ -159,11 +170,8 @@ class GlobalObsEnv:
         _, rew, term, trunc, info = self.env.step(actions)
         return self._obs(), rew, term, trunc, info
 
-    def close(self) -> None:
-        self.env.close()
 
-
-class GatherObsEnv:
+class GatherObsEnv(_ObsWrapper):
     """The fast observation path (``env.fast=true``).
 
     gymnasium-robotics builds each agent's local observation in Python, node by node
@@ -223,16 +231,6 @@ class GatherObsEnv:
         self._raw_needed = any(bool((idx >= n).any()) for idx in self._index)
         self._state = None
 
-    @property
-    def agents(self) -> list[str]:
-        return self.env.agents
-
-    def observation_space(self, agent: str) -> Any:
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> Any:
-        return self.env.action_space(agent)
-
     def state(self) -> np.ndarray:
         return self._state if self._state is not None else self._unwrapped._get_obs()
 
@@ -263,9 +261,6 @@ class GatherObsEnv:
             self.env.agents = []
         return (obs, {a: reward for a in agents}, {a: term for a in agents}, {a: trunc for a in agents},
                 {a: info for a in agents})
-
-    def close(self) -> None:
-        self.env.close()
 
 
 def _make_env(name: str, conf: str, agent_obsk: int, episode_limit: int, obs_mode: str, fast: bool = False) -> Any:
