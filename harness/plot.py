@@ -251,9 +251,13 @@ def summarise(df: pd.DataFrame, allow_mixed: bool = False) -> pd.DataFrame:
                 a_low, a_high = bootstrap_ci(absolute)
                 row.update(n_absolute=len(absolute), absolute_mean=float(absolute.mean()),
                            absolute_ci_low=a_low, absolute_ci_high=a_high)
+        for column in ("env_versions", "config_hash"):  # provenance of the row (" | "-joined if mixed)
+            if column in group:
+                row[column] = " | ".join(sorted(group[column].astype(str).unique()))
         rows.append(row)
     return pd.DataFrame(rows, columns=["task", "scheme", "n_seeds", "final_env_steps", "mean", "ci_low", "ci_high",
-                                       "n_absolute", "absolute_mean", "absolute_ci_low", "absolute_ci_high"])
+                                       "n_absolute", "absolute_mean", "absolute_ci_low", "absolute_ci_high",
+                                       "env_versions", "config_hash"])
 
 
 def normalise(finals: pd.DataFrame) -> pd.DataFrame:

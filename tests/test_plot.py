@@ -217,6 +217,8 @@ def test_absolute_metric_is_summarised_and_exported(tmp_path: Path) -> None:
     assert "absolute metric mean" in (tmp_path / "out" / "summary.md").read_text()
     prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert len(prov) == 3 and prov[0]["versions"] == VERSIONS
+    summary_csv = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert summary_csv["env_versions"].iloc[0].startswith("mpe2=") and len(summary_csv["config_hash"].iloc[0]) == 12
 
 
 def test_versions_of_other_packages_may_differ(tmp_path: Path) -> None:
