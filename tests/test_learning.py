@@ -1,14 +1,15 @@
 """Short learning tests: HAPPO must improve the evaluation return on real MPE tasks.
 
-Thresholds come from runs measured on a 2-core CPU machine (HARL's default hyperparameters,
-seed 1; figures for seeds 1/2/3 where measured):
+Thresholds come from runs measured on a 2-core CPU machine (HARL's default hyperparameters, seed 1,
+evaluation over 20 episodes with the deterministic policy):
 
-* simple_spread, 120k steps: evaluation return (20 episodes, deterministic policy) went from
-  -102 / -127 (initial deterministic policy) to -63.2 / -63.3 (seeds 1, 2); the near-uniform
-  initial stochastic policy scores -79 to -86 in training. Threshold: final >= -72 and at least
-  25 better than the initial evaluation.
-* simple_speaker_listener, 60k steps: -112 / -243 / -167 initially, -36.5 / -31.4 / -39.5 after
-  60k steps (near-uniform stochastic policy: -77). Threshold: final >= -50 and at least 40 better.
+* simple_spread, 120k steps: -102.4 before training, -68.1 after (earlier code with another sampling
+  stream: -102 -> -63.2 for seed 1, -127 -> -63.3 for seed 2; the near-uniform initial stochastic
+  policy scores -79 to -86 in training). Threshold: final >= -72 and at least 25 better than the
+  initial evaluation.
+* simple_speaker_listener, 60k steps: -112.0 before, -35.1 after (earlier code: -243 -> -31.4 and
+  -167 -> -39.5 for seeds 2 and 3; a near-uniform policy scores -77). Threshold: final >= -50 and at
+  least 40 better.
 """
 
 from __future__ import annotations
