@@ -291,8 +291,10 @@ def make_objective(sweep: Sweep, regs: Registries, progress: bool):
         iters = [t.iterate() for t in trainers]
         evals: list[list[tuple[int, float]]] = [[] for _ in runs]
         try:
-            # A resumed run starts after its logged rows: read them back so the objective sees them.
+            # A resumed run continues from its last checkpoint (rows after it are dropped): read the
+            # rows it keeps so the objective sees the whole run.
             for k, t in enumerate(trainers):
+                t.prepare_run()
                 if t.run is not None and t.run.metrics_file.exists():
                     evals[k] = _logged_evals(t.run.metrics_file)
             reported = 0

@@ -92,6 +92,7 @@ class Trainer:
         self.best: tuple[float, int, int] | None = None
         self._best_state: dict[str, Any] | None = None
         self.absolute: dict[str, Any] | None = None
+        self._prepared: bool | None = None
         if self.run is not None:
             n_params = sum(p.numel() for m in [*self.scheme.actors, getattr(self.scheme, "critic", None)]
                            if m is not None for p in m.parameters())
@@ -244,8 +245,14 @@ class Trainer:
         # (MPE with rollout_length a multiple of the episode length) continues exactly.
         self.obs, self.state = self.task.reset(ckpt["episodes"])
 
+    def prepare_run(self) -> bool:
+        """Write config.json, or resume from the last checkpoint (dropping the metrics rows after it);
+        return False if the run is already finished. Done once; ``iterate`` calls it if nobody has."""
+        if self._prepared is None:
+            self._prepared = self._start_run_dir() if self.run is not None else True
+        return self._prepared
+
     def _start_run_dir(self) -> bool:
-        """Write config.json or resume from a checkpoint; return False if the run is already done."""
         run, cfg = self.run, self.cfg
         old = run.read_config()
         if old is not None and old.get("config_digest") != cfg.digest():
@@ -282,7 +289,7 @@ class Trainer:
         cfg = self.cfg
         bar = None
         try:
-            if self.run is not None and not self._start_run_dir():
+            if not self.prepare_run():
                 self._log(f"{self.run.path} is already finished; nothing to do")
                 return
             if self.progress:

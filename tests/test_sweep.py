@@ -176,20 +176,35 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
 
 @pytest.mark.slow
 def test_killed_worker_trial_is_retried_and_resumes_its_runs(tmp_path):
+    # Checkpoints every 7 iterations, evaluations every 20: a kill can leave evaluation rows after
+    # the last checkpoint, which the resumed run drops and makes again.
     path = write_sweep(tmp_path, steps=20000, seeds=1, evaluations=20,
-                       sweep='heartbeat = 1\ngrace = 3\npruner = "none"\n')
+                       sweep='heartbeat = 1\ngrace = 3\npruner = "none"\n',
+                       config=TINY_CONFIG + "checkpoint_interval = 7\n")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "harness.cli", "sweep", str(path), "--out", str(out), "--trials", "1", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     ckpt = out / "trials" / "0" / "mpe" / "simple_speaker_listener" / "seed_1" / "checkpoint.pt"
+    metrics = ckpt.parent / "metrics.csv"
+
+    def eval_after_checkpoint() -> bool:
+        """An evaluation row logged after the newest checkpoint (iterations are multiples of 7)."""
+        try:
+            lines = metrics.read_text().splitlines()[1:]
+        except FileNotFoundError:
+            return False
+        done = [line.split(",") for line in lines if line.count(",") == lines[0].count(",")]
+        if not done:
+            return False
+        last = int(done[-1][0])
+        return any(int(f[0]) > 7 * (last // 7) and f[3] for f in done)
+
     deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    time.sleep(1.0)
+    while not eval_after_checkpoint() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
     assert proc.poll() is None, proc.stderr.read().decode()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    metrics = ckpt.parent / "metrics.csv"
     rows_before = len(list(csv.DictReader(open(metrics))))
     assert 0 < rows_before
     time.sleep(4)  # past the grace period: the trial's heartbeat is stale
@@ -204,6 +219,11 @@ def test_killed_worker_trial_is_retried_and_resumes_its_runs(tmp_path):
     iterations = [int(r["iteration"]) for r in rows]
     assert iterations == list(range(len(iterations))) and iterations[-1] == 400  # resumed, no duplicates
     assert (ckpt.parent / "DONE").exists()
+    # The retry's objective covers the whole run, the evaluations before the kill included, once each.
+    evals = [(int(r["env_steps"]), float(r["eval_return"])) for r in rows if r["eval_return"] and int(r["iteration"]) > 0]
+    assert len(evals) == 20
+    assert retry.value == pytest.approx(objective_value(evals, 20000, 0.25))
+    assert sorted(retry.intermediate_values) == list(range(1, 21))
 
 
 # -- bad input -------------------------------------------------------------------------------------
