@@ -286,11 +286,14 @@ def make_objective(sweep: Sweep, regs: Registries, progress: bool):
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("run_dir", str(sweep.out / "trials" / str(origin)))
         runs = trial_configs(sweep, params)
-        trainers = [Trainer(cfg, regs, sweep.out / "trials" / str(origin) / task / f"seed_{seed}", progress=False)
-                    for task, seed, cfg in runs]
-        iters = [t.iterate() for t in trainers]
+        trainers: list[Trainer] = []
+        iters: list[Any] = []
         evals: list[list[tuple[int, float]]] = [[] for _ in runs]
         try:
+            for task, seed, cfg in runs:
+                trainers.append(Trainer(cfg, regs, sweep.out / "trials" / str(origin) / task / f"seed_{seed}",
+                                        progress=False))
+            iters = [t.iterate() for t in trainers]
             # A resumed run continues from its last checkpoint (rows after it are dropped): read the
             # rows it keeps so the objective sees the whole run.
             for k, t in enumerate(trainers):
@@ -330,6 +333,8 @@ def make_objective(sweep: Sweep, regs: Registries, progress: bool):
         finally:
             for it in iters:
                 it.close()
+            for t in trainers:  # those whose iteration never started
+                t.close()
 
     return objective
 

@@ -398,6 +398,10 @@ class Trainer:
         return row
 
     def close(self) -> None:
+        """Release the environments (once; closing again does nothing)."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         self.task.close()
         if self.eval_task is not None:
             self.eval_task.close()
