@@ -252,7 +252,7 @@ def test_bad_sweep_files_give_one_line_errors(tmp_path, capsys, sweep, space, me
 def test_unknown_scheme_and_missing_study(tmp_path, capsys):
     path = write_sweep(tmp_path)
     path.write_text(path.read_text().replace('scheme = "happo"', 'scheme = "hapo"'))
-    assert main(["sweep", str(path)]) == 2
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o1")]) == 2
     assert "hapo" in capsys.readouterr().err
     path = write_sweep(tmp_path, name="fresh")
     assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--resume"]) == 2
@@ -274,7 +274,7 @@ def test_unreachable_storage_is_a_one_line_error(tmp_path, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    assert main(["sweep", str(path), "--storage", f"postgresql://nobody:secret@127.0.0.1:{port}/db"]) == 2
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--storage", f"postgresql://nobody:secret@127.0.0.1:{port}/db"]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot open storage 'postgresql://nobody@127.0.0.1" in err and "secret" not in err
     assert len(err.splitlines()) == 1
