@@ -10,7 +10,7 @@ objective and a search space::
     steps = 100_000          # env steps per run
     seeds = 2                # runs per task in every trial (or a list of seeds)
     trials = 30              # finished trials the study should reach (--trials overrides)
-    evaluations = 10         # evaluations per run, evenly spaced; the pruner sees each
+    evaluations = 10         # about this many evaluations per run (every iterations // evaluations); the pruner sees each
     eval_episodes = 10
     objective_window = 0.25  # objective: mean evaluation return over the last 25% of training
     sampler = "tpe"          # tpe | random
