@@ -18,10 +18,12 @@ Adaptations, made at import time and printed, never by editing HARL's files:
 * MPE: HARL imports ``pettingzoo.mpe.<scenario>``; PettingZoo moved MPE to the ``mpe2`` package, so
   ``pettingzoo.mpe`` is aliased to ``mpe2`` in ``sys.modules``, and HARL's accepted scenario names
   (``simple_spread_v2``, ...) to mpe2's current modules (``simple_spread_v3``, ...).
-* MaMuJoCo: HARL's wrapper builds the old mujoco-py ``-v2`` robots through its bundled
-  ``multiagent_mujoco`` package, which needs ``mujoco_py`` and MuJoCo 2.1 binaries; neither installs
-  here (no network to fetch the binaries, and ``mujoco_py`` does not build against ``mujoco`` 3/4).
-  The benchmark tries it and says why it cannot run.
+* MaMuJoCo: HARL's wrapper imports OpenAI ``gym`` and builds gym's ``HalfCheetah-v2``, which ran on
+  ``mujoco_py`` and the MuJoCo 2.1 binaries; neither installs on a current machine. Unless a working
+  ``gym`` + ``mujoco_py`` is importable, ``benchmarks/old_gym.py`` is put into ``sys.modules`` as ``gym``:
+  its ``make("HalfCheetah-v2")`` builds gymnasium's ``HalfCheetah-v5`` (same robot and reward, on the
+  ``mujoco`` bindings that gymnasium-robotics' MaMuJoCo also steps) behind gym's old API. HARL's own
+  files and its observation code run unchanged. If HARL's path still fails, the row says why.
 
 Run: ``python benchmarks/vs_harl.py [--steps 40000] [--threads 1] [--tasks mpe/simple_spread mamujoco/HalfCheetah-2x3]``.
 """
@@ -115,30 +117,27 @@ class EpisodeReturns:
         envs.step = step
 
 
-def harl_blocker(env: str) -> str | None:
-    """Why HARL's wrapper for ``env`` cannot run here, found by importing it in this process (its
-    worker processes would only die with a broken pipe), or None."""
-    if env != "mamujoco":
-        return None
+def alias_gym() -> None:
+    """Let HARL's MaMuJoCo wrapper ``import gym`` when only gymnasium is installed (see ``old_gym.py``)."""
     try:
-        importlib.import_module("harl.envs.mamujoco.multiagent_mujoco.mujoco_multi")
-    except ImportError as exc:
-        return (f"HARL's MaMuJoCo wrapper imports {exc.name!r} (OpenAI gym) and builds the mujoco-py '-v2' robots, "
-                "which need mujoco_py and the MuJoCo 2.1 binaries; neither installs here")
-    try:
+        importlib.import_module("gym")
         importlib.import_module("mujoco_py")
+        return  # a real gym with mujoco-py: HARL runs on it as written
     except ImportError:
-        return "HARL's MaMuJoCo wrapper builds the '-v2' robots through mujoco_py, which is not installed"
-    return None
+        pass
+    sys.path.insert(0, str(Path(__file__).parent))
+    old_gym = importlib.import_module("old_gym")
+    old_gym.install()
+    ADAPTED.append(old_gym.ADAPTATION)
 
 
 def run_harl(env: str, env_args: dict, steps: int, threads: int, seed: int) -> tuple[float, list[float]]:
     from harl.runners import RUNNER_REGISTRY
 
-    blocker = harl_blocker(env)
-    if blocker:
-        raise RuntimeError(blocker)
-
+    if env == "mamujoco":
+        # Build one copy here first: HARL's worker processes would only die with a broken pipe.
+        from harl.envs.mamujoco.multiagent_mujoco.mujoco_multi import MujocoMulti
+        MujocoMulti(env_args=copy.deepcopy(env_args)).close()
     algo_args = copy.deepcopy(harl_config("happo"))
     algo_args["train"]["num_env_steps"] = steps
     algo_args["train"]["log_interval"] = 10**9
@@ -203,6 +202,8 @@ def main() -> None:
     except ImportError:
         sys.exit("vs_harl: HARL is not installed; pip install -e .[peer]")
     alias_mpe()
+    if any(t.startswith("mamujoco/") for t in args.tasks):
+        alias_gym()
     print(f"HAPPO, HARL's defaults (20 envs x 200 steps, 5/5 epochs, [128, 128]), {args.steps} env steps per side, "
           f"{args.threads} torch thread(s), CPU")
     print(f"{'task':28s} {'harness/s':>10s} {'HARL/s':>8s} {'ratio':>6s}  {'last returns: harness':>22s} {'HARL':>8s}")

@@ -21,10 +21,12 @@ with HARL's agent order. :func:`tuned_overrides` returns HARL's tuned hyperparam
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -82,15 +84,32 @@ def split_scenario(scenario: str) -> tuple[str, str]:
 def _import_gymnasium_robotics() -> Any:
     """Import gymnasium_robotics without its package notice on stderr (it concerns the Adroit
     environments, not MaMuJoCo, and would otherwise appear in every worker process)."""
-    import contextlib
     import io
-    import sys
 
     if "gymnasium_robotics" not in sys.modules:
         with contextlib.redirect_stderr(io.StringIO()):
             import gymnasium_robotics  # noqa: F401
     from gymnasium_robotics import mamujoco_v1
     return mamujoco_v1
+
+
+@contextlib.contextmanager
+def _quiet_model_deprecations() -> Iterator[None]:
+    """Drop MuJoCo's notices about deprecated attributes in gymnasium's robot files (one per copy,
+    e.g. HalfCheetah's ``settotalmass``); every other MuJoCo warning still reaches stderr."""
+    import mujoco
+
+    previous = mujoco.get_mju_user_warning()
+
+    def warn(message: str) -> None:
+        if "is deprecated" not in message:
+            print(f"WARNING: {message}", file=sys.stderr)
+
+    mujoco.set_mju_user_warning(warn)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 def _known() -> str:
@@ -267,9 +286,9 @@ def _make_env(name: str, conf: str, agent_obsk: int, episode_limit: int, obs_mod
     # Module-level (with primitive arguments) so a functools.partial of it pickles for spawned workers;
     # the factorisation's graph nodes hold lambdas, so they are built here, inside the worker.
     mamujoco_v1 = _import_gymnasium_robotics()
-
-    env = mamujoco_v1.parallel_env(name, conf, agent_obsk=agent_obsk, agent_factorization=_factorisation(name, conf),
-                                   max_episode_steps=episode_limit)
+    with _quiet_model_deprecations():
+        env = mamujoco_v1.parallel_env(name, conf, agent_obsk=agent_obsk,
+                                       agent_factorization=_factorisation(name, conf), max_episode_steps=episode_limit)
     if obs_mode == "global":
         return GlobalObsEnv(env)
     return GatherObsEnv(env) if fast else env

@@ -3,6 +3,12 @@
 Team reward = sum of the agents' rewards (HARL's convention). The critic's global state is the
 env's ``state()`` (mpe2 defines it as the concatenation of the agents' observations, which the
 task builds from the observations it already has). Episodes end by truncation after ``max_cycles`` steps.
+
+By default each copy is mpe2's own environment object (its world, physics, rewards and
+observations) driven directly: the task writes the agents' actions, runs mpe2's world step and reads
+mpe2's observations and rewards, skipping PettingZoo's conversion of the turn-based (AEC) environment
+to the parallel API, which costs about as much as the simulation itself. The results are identical
+to stepping ``parallel_env()`` (tested bit for bit); ``env.parallel_api=true`` steps through it instead.
 """
 
 from __future__ import annotations
@@ -25,16 +31,62 @@ OPTIONS = {
     "max_cycles": Option(int, 25, "episode length in steps (episodes end by truncation)"),
     "workers": Option(int, 0, "worker processes for the copies (0: step them in this process)"),
     "fast": Option(bool, False, "step all copies with the batched NumPy implementation (equal to mpe2, much faster)"),
+    "parallel_api": Option(bool, False, "step each copy through PettingZoo's parallel API wrappers instead of "
+                                        "driving mpe2's environment directly (identical results, slower)"),
 }
 
 
-def _make_env(module: str, continuous: bool, max_cycles: int) -> Any:
+class DirectMPE:
+    """One mpe2 environment with the parallel API's ``reset``/``step``, driven without PettingZoo's
+    AEC-to-parallel conversion: ``step`` hands every agent's action to mpe2's environment, runs its
+    world step (actions, physics, rewards) and reads its observations, as the conversion does after
+    its agent-by-agent turns, minus their per-agent bookkeeping and wrapper lookups."""
+
+    def __init__(self, parallel_env: Any) -> None:
+        self._parallel = parallel_env
+        self._env = parallel_env.unwrapped  # mpe2's SimpleEnv
+        self.possible_agents = list(parallel_env.possible_agents)
+        self.agents: list[str] = []
+        self.observation_space = parallel_env.observation_space
+        self.action_space = parallel_env.action_space
+        self._slots = [self._env._index_map[a] for a in self.possible_agents]
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        env = self._env
+        env.reset(seed=seed, options=options)
+        self.agents = list(self.possible_agents)
+        return {a: env.observe(a) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        env, agents = self._env, self.agents
+        for slot, a in zip(self._slots, agents):
+            env.current_actions[slot] = actions[a]
+        env._execute_world_step()
+        env.steps += 1
+        truncated = env.steps >= env.max_cycles
+        terminated = not truncated and bool(env.scenario.is_terminal(env.world))
+        obs = {a: env.observe(a) for a in agents}
+        rewards = {a: env.rewards[a] for a in agents}
+        if truncated or terminated:
+            self.agents = []
+        return (obs, rewards, dict.fromkeys(agents, terminated), dict.fromkeys(agents, truncated),
+                {a: {} for a in agents})
+
+    def state(self) -> Any:
+        return self._env.state()
+
+    def close(self) -> None:
+        self._parallel.close()
+
+
+def _make_env(module: str, continuous: bool, max_cycles: int, parallel_api: bool = True) -> Any:
     mod = importlib.import_module(f"mpe2.{module}")
-    return mod.parallel_env(max_cycles=max_cycles, continuous_actions=continuous)
+    env = mod.parallel_env(max_cycles=max_cycles, continuous_actions=continuous)
+    return env if parallel_api else DirectMPE(env)
 
 
 def _build(module: str, opts: dict[str, Any], seed: int, stream: int, n_envs: int, copy_offset: int) -> VecTask:
-    make = functools.partial(_make_env, module, opts["continuous"], opts["max_cycles"])
+    make = functools.partial(_make_env, module, opts["continuous"], opts["max_cycles"], opts["parallel_api"])
     return PettingZooVecTask(make, n_envs, seed, team_reward="sum", episode_limit=opts["max_cycles"],
                              stream=stream, copy_offset=copy_offset, state_from_obs=True)
 

@@ -82,6 +82,34 @@ def test_same_seed_same_episodes_and_split_over_workers_changes_nothing(regs):
         t.close()
 
 
+@pytest.mark.parametrize("continuous", [False, True])
+@pytest.mark.parametrize("scenario", ["simple_spread", "simple_speaker_listener", "simple_reference"])
+def test_direct_driving_equals_the_parallel_api_bit_for_bit(regs, scenario, continuous):
+    opts = {"continuous": continuous}
+    direct = make_task(regs, f"mpe/{scenario}", 3, 4, opts)
+    wrapped = make_task(regs, f"mpe/{scenario}", 3, 4, {**opts, "parallel_api": True})
+    assert type(direct.envs[0]).__name__ == "DirectMPE"
+    assert type(wrapped.envs[0]).__name__ == "aec_to_parallel_wrapper"
+    assert (direct.obs_dims, direct.action_spaces) == (wrapped.obs_dims, wrapped.action_spaces)
+    for a, b in zip(direct.reset([0, 5, 2])[0], wrapped.reset([0, 5, 2])[0]):
+        np.testing.assert_array_equal(a, b)
+    rng = np.random.default_rng(2)
+    for t in range(2 * 25 + 3):  # two whole episodes and the start of a third, through the resets
+        acts = random_actions(direct, rng)
+        d, w = direct.step(acts), wrapped.step(acts)
+        for a, b in zip(d.obs, w.obs):
+            np.testing.assert_array_equal(a, b, err_msg=f"obs at step {t}")
+        for name in ("state", "final_state", "reward", "terminated", "truncated"):
+            np.testing.assert_array_equal(getattr(d, name), getattr(w, name), err_msg=f"{name} at step {t}")
+        assert d.episode_returns == w.episode_returns and sorted(d.final_obs) == sorted(w.final_obs)
+        for c in d.final_obs:
+            for a, b in zip(d.final_obs[c], w.final_obs[c]):
+                np.testing.assert_array_equal(a, b)
+    assert direct.episode_counters() == wrapped.episode_counters() == [2, 7, 4]
+    direct.close()
+    wrapped.close()
+
+
 def test_continuous_option_gives_box_actions(regs):
     task = make_task(regs, "mpe/simple_spread", 1, 0, {"continuous": "true"})
     assert task.action_spaces[0].kind == "box" and task.action_spaces[0].n == 5

@@ -22,7 +22,7 @@ def random_actions(task, rng):
 @pytest.mark.parametrize("scenario", ["simple_spread", "simple_speaker_listener", "simple_reference"])
 def test_fast_path_equals_mpe2_over_whole_episodes(regs, scenario, continuous):
     opts = {"continuous": continuous}
-    ref = make_task(regs, f"mpe/{scenario}", 4, 11, opts)
+    ref = make_task(regs, f"mpe/{scenario}", 4, 11, {**opts, "parallel_api": True})  # mpe2 as published
     fast = make_task(regs, f"mpe/{scenario}", 4, 11, {**opts, "fast": True})
     assert type(fast).__name__ == "FastMPETask" and type(ref).__name__ == "PettingZooVecTask"
     assert (fast.agents, fast.obs_dims, fast.state_dim) == (ref.agents, ref.obs_dims, ref.state_dim)
