@@ -1,7 +1,9 @@
 """The fast environment paths (``env.fast=true``) against the reference packages, in one run.
 
-MPE: steps/s of ``n`` copies stepped with uniformly random actions (drawn up front) by the
-mpe2-backed task and by the batched NumPy one, on one core, and their ratio.
+MPE: steps/s of ``n`` copies stepped with uniformly random actions (drawn up front), on one core,
+by mpe2 through its PettingZoo parallel API (``env.parallel_api=true``), by mpe2's environments
+driven directly (the default) and by the batched NumPy implementation (``env.fast=true``), and the
+last two as ratios to the first.
 MaMuJoCo: per step, the time gymnasium-robotics takes to build every agent's observation plus the
 global state (``obsk.build_obs`` per agent, ``state()``), against the index-gather path, on the same
 physics states; and whole-step steps/s of both task implementations.
@@ -61,11 +63,12 @@ def main() -> None:
     args = parser.parse_args()
     regs = load_plugins()
     print(f"{args.copies} copies x {args.steps} steps, random discrete actions, one process")
-    print(f"{'task':30s} {'mpe2/s':>9s} {'fast/s':>10s} {'ratio':>7s}")
+    print(f"{'task':30s} {'mpe2/s':>9s} {'direct/s':>9s} {'fast/s':>10s} {'direct x':>8s} {'fast x':>7s}")
     for name in TASKS:
-        ref = steps_per_s(regs, name, args.copies, args.steps, {})
+        ref = steps_per_s(regs, name, args.copies, args.steps, {"parallel_api": True})
+        direct = steps_per_s(regs, name, args.copies, args.steps, {})
         fast = steps_per_s(regs, name, args.copies, args.steps, {"fast": True})
-        print(f"{name:30s} {ref:9.0f} {fast:10.0f} {fast / ref:7.1f}")
+        print(f"{name:30s} {ref:9.0f} {direct:9.0f} {fast:10.0f} {direct / ref:8.2f} {fast / ref:7.1f}")
     print(f"\nMaMuJoCo observations + global state per step ({args.steps} states), one copy")
     print(f"{'task':30s} {'package us':>10s} {'gather us':>10s} {'ratio':>7s}")
     for name in MAMUJOCO:

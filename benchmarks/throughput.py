@@ -1,8 +1,14 @@
 """Training throughput against the raw throughput of the same vectorised environment, in one run.
 
 For each task and scheme it prints: raw vectorised env steps/s with random actions, training
-steps/s (collection + update), their ratio, and the share of training time spent collecting vs
-updating. Run: ``python benchmarks/throughput.py [--tasks mpe/simple_spread] [--schemes happo mappo]``.
+steps/s (collection + update), their ratio, the share of training time spent collecting vs
+updating, collection steps/s against raw (the harness's own per-step cost: acting, buffers,
+advantages) and the update's cost per env step in microseconds (the learning itself: a fixed
+cost per batch, which bounds the training ratio from above however fast the acting is).
+``pkg env/s`` is the environment package stepped through its own API (mpe2's PettingZoo parallel
+API; gymnasium-robotics' MaMuJoCo with its own observation code), in the same vectorised task, and
+``train/pkg`` training against it: the harness's MPE copies drive mpe2 directly and
+``env.fast=true`` replaces the packages' Python, so training can outrun the package itself. Run: ``python benchmarks/throughput.py [--tasks mpe/simple_spread] [--schemes happo mappo]``.
 Defaults are HARL's batch: 20 envs x 200 steps, 5 actor and 5 critic epochs, MLP [128, 128].
 """
 
@@ -18,6 +24,9 @@ from harness.config import build_config
 from harness.plugins import load_plugins
 from harness.tasks import make_task
 from harness.trainer import Trainer
+
+# The environment package stepped through its own API: the baseline of the ``pkg env/s`` column.
+PACKAGE_OPTIONS = {"mpe": {"parallel_api": True, "fast": False}, "mamujoco": {"fast": False}}
 
 
 def raw_steps_per_s(regs, task_name: str, n_envs: int, steps_per_env: int, seed: int, options: dict) -> float:
@@ -74,14 +83,20 @@ def main() -> None:
     cfg = build_config([("task", args.tasks[0]), *overrides])
     print(f"batch: {cfg.n_envs} envs x {cfg.rollout_length} steps, {cfg.ppo_epochs}/{cfg.critic_epochs} epochs, "
           f"hidden {cfg.hidden_sizes}, torch threads {cfg.threads}")
-    print(f"{'task':28s} {'scheme':8s} {'raw env/s':>10s} {'train/s':>9s} {'ratio':>6s} {'collect':>8s} {'update':>7s}")
+    print(f"{'task':28s} {'scheme':8s} {'raw env/s':>10s} {'pkg env/s':>10s} {'train/s':>9s} {'ratio':>6s} "
+          f"{'train/pkg':>9s} {'collect':>8s} {'update':>7s} {'collect/raw':>11s} {'update us/step':>14s}")
     for task_name in args.tasks:
         tcfg = build_config([("task", task_name), *overrides])
         raw = raw_steps_per_s(regs, task_name, tcfg.n_envs, tcfg.rollout_length * args.iterations, 0, tcfg.env)
+        package = PACKAGE_OPTIONS.get(task_name.split("/")[0])
+        pkg = raw if package is None else raw_steps_per_s(regs, task_name, tcfg.n_envs,
+                                                          tcfg.rollout_length * args.iterations, 0, {**tcfg.env, **package})
         for scheme in args.schemes:
             train, c, u = training_figures(regs, scheme, task_name, args.iterations, overrides)
             share = c / (c + u)
-            print(f"{task_name:28s} {scheme:8s} {raw:10.0f} {train:9.0f} {train / raw:6.2f} {share:8.0%} {1 - share:7.0%}")
+            steps = args.iterations * tcfg.batch_steps
+            print(f"{task_name:28s} {scheme:8s} {raw:10.0f} {pkg:10.0f} {train:9.0f} {train / raw:6.2f} {train / pkg:9.2f} "
+                  f"{share:8.0%} {1 - share:7.0%} {steps / c / raw:11.2f} {u / steps * 1e6:14.1f}")
     if args.profile:
         import cProfile
         import io

@@ -7,8 +7,11 @@ Both sides run HAPPO with HARL's ``happo.yaml`` defaults (20 envs x 200 steps, 5
 epochs, one minibatch, MLP [128, 128], lr 5e-4, clip 0.2), the same number of environment steps,
 the same torch thread count, evaluation off, on CPU. HARL steps its 20 environments in 20 worker
 processes (its default ``n_rollout_threads: 20`` with ``ShareSubprocVecEnv``); the harness is measured
-as shipped (copies stepped in its own process), with ``env.workers=2`` (copies split over two worker
-processes) and, on MPE, with ``env.fast=true`` (its batched implementation of the same task). Printed
+as shipped (copies stepped in its own process; MPE copies are mpe2's environments driven directly),
+with ``env.workers=2`` (copies split over two worker processes), with ``env.fast=true`` (MPE: the
+batched NumPy implementation of the same task; MaMuJoCo: index-gather observations) and, on MaMuJoCo,
+with ``env.obs_mode=global`` (what HARL's wrapper gives every agent: the full state and an agent id;
+the first rows use gymnasium-robotics' local observations, which cost more to build). Printed
 per row: steps/s of each, their ratio, and the mean training episode return of the last fifth of the
 episodes of each (the same number of steps, different random streams: a sanity check that both learn,
 not a significance test).
@@ -218,9 +221,9 @@ def main() -> None:
             continue
         # The harness as shipped (copies stepped in its own process), then with the copies split over
         # two worker processes as HARL splits them over 20, then with its batched MPE implementation.
-        variants = [("", options), (" workers=2", {**options, "workers": 2})]
-        if task.startswith("mpe/"):
-            variants.append((" fast", {**options, "fast": True}))
+        variants = [("", options), (" workers=2", {**options, "workers": 2}), (" fast", {**options, "fast": True})]
+        if task.startswith("mamujoco/"):  # the observations HARL's wrapper gives: full state + agent id
+            variants.append((" obs_mode=global", {**options, "obs_mode": "global"}))
         for label, opts in variants:
             ours_sps, ours_returns = run_ours(task, opts, args.steps, args.threads, args.seed)
             n = max(1, min(len(ours_returns), len(harl_returns)) // 5)

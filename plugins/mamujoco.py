@@ -54,8 +54,10 @@ OPTIONS = {
     "obs_mode": Option(str, "local", "local: gymnasium-robotics' per-agent observations; "
                                      "global: full state + one-hot agent id (HARL)"),
     "workers": Option(int, 0, "worker processes for the copies (0: step them in this process)"),
-    "fast": Option(bool, False, "local observations by precomputed index gathers from the global state "
-                                "(equal to gymnasium-robotics' own, faster)"),
+    "fast": Option(bool, False, "batched stepping of the copies and local observations by precomputed index "
+                                "gathers (equal to gymnasium-robotics' own, faster)"),
+    "threads": Option(int, 1, "with fast=true: threads simulating the copies (MuJoCo runs without Python's lock, "
+                              "so 2 threads on 2 cores simulate up to twice as fast; same results)"),
 }
 
 # Factorisations of the HAPPO paper that gymnasium-robotics 1.4 does not define: one joint per
@@ -298,6 +300,16 @@ def _build(name: str, conf: str, opts: dict[str, Any], seed: int, stream: int, n
            copy_offset: int) -> VecTask:
     make = functools.partial(_make_env, name, conf, opts["agent_obsk"], opts["episode_limit"], opts["obs_mode"],
                              opts["fast"])
+    if opts["fast"] and opts["obs_mode"] == "local":
+        from harness_plugins import mamujoco_batched as batched
+
+        probe = make()
+        ok = batched.supported(probe)
+        probe.close()
+        package = functools.partial(_make_env, name, conf, opts["agent_obsk"], opts["episode_limit"], "local")
+        if ok and batched.agrees(make, package, opts["episode_limit"]):
+            return batched.BatchedMaMuJoCoTask(make, n_envs, seed, opts["episode_limit"], stream=stream,
+                                               copy_offset=copy_offset, threads=opts["threads"])
     # MaMuJoCo gives every agent the same team reward: take it once, not the sum over agents.
     return PettingZooVecTask(make, n_envs, seed, team_reward="shared", episode_limit=opts["episode_limit"],
                              stream=stream, copy_offset=copy_offset)
@@ -314,6 +326,8 @@ def make_task(scenario: str, n_envs: int, seed: int, options: dict[str, Any], st
         raise HarnessError(f"env.obs_mode={opts['obs_mode']!r} is not one of: {', '.join(OBS_MODES)}")
     if opts["workers"] < 0:
         raise HarnessError(f"env.workers must be >= 0, got {opts['workers']}")
+    if opts["threads"] < 1 or (opts["threads"] > 1 and not opts["fast"]):
+        raise HarnessError(f"env.threads={opts['threads']} is not accepted: expected 1, or more with env.fast=true")
     name, conf = split_scenario(scenario)
     # Check the name here, in this process: gymnasium-robotics raises a bare Exception, and with
     # workers it would do so inside a worker process.

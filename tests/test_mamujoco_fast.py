@@ -1,4 +1,4 @@
-"""MaMuJoCo's fast observation path against gymnasium-robotics' own observations."""
+"""MaMuJoCo's fast path (batched stepping, gathered observations) against gymnasium-robotics itself."""
 
 from __future__ import annotations
 
@@ -9,17 +9,15 @@ from harness.errors import HarnessError
 from harness.tasks import make_task
 
 
-@pytest.mark.parametrize("task", ["mamujoco/HalfCheetah-2x3", "mamujoco/Hopper-3x1", "mamujoco/Walker2d-2x3",
-                                  "mamujoco/Ant-4x2", "mamujoco/HalfCheetah-6x1", "mamujoco/Walker2d-6x1",
-                                  "mamujoco/Humanoid-9|8", "mamujoco/Humanoid-17x1", "mamujoco/Swimmer-2x1"])
-def test_fast_observations_equal_the_package_over_whole_episodes(regs, task, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)  # MuJoCo writes MUJOCO_LOG.TXT to the working directory
+def same_episodes(regs, task, fast_opts, expect):
     opts = {"episode_limit": 40}
     try:
-        fast = make_task(regs, task, 3, 4, {**opts, "fast": True})
+        fast = make_task(regs, task, 3, 4, {**opts, "fast": True, **fast_opts})
     except HarnessError as exc:
         pytest.fail(f"fast path refused {task}: {exc}")
+    assert type(fast).__name__ == expect
     ref = make_task(regs, task, 3, 4, opts)
+    assert type(ref).__name__ == "PettingZooVecTask"
     o_ref, s_ref = ref.reset()
     o_fast, s_fast = fast.reset()
     for a, b in zip(o_ref, o_fast):
@@ -36,10 +34,46 @@ def test_fast_observations_equal_the_package_over_whole_episodes(regs, task, mon
         np.testing.assert_allclose(f.reward, r.reward, atol=1e-6)
         np.testing.assert_array_equal(f.terminated, r.terminated)
         np.testing.assert_array_equal(f.truncated, r.truncated)
+        assert sorted(f.final_obs) == sorted(r.final_obs)
         for c in r.final_obs:
             for a, b in zip(r.final_obs[c], f.final_obs[c]):
                 np.testing.assert_allclose(b, a, atol=1e-6)
+        np.testing.assert_allclose(f.episode_returns, r.episode_returns, atol=1e-5)
+        assert f.episode_lengths == r.episode_lengths
         ended += len(r.episode_returns)
     assert ended >= 6
+    assert fast.episode_counters() == ref.episode_counters()
     ref.close()
     fast.close()
+
+
+TASKS = ["mamujoco/HalfCheetah-2x3", "mamujoco/Hopper-3x1", "mamujoco/Walker2d-2x3", "mamujoco/Ant-4x2",
+         "mamujoco/HalfCheetah-6x1", "mamujoco/Walker2d-6x1", "mamujoco/Humanoid-9|8", "mamujoco/Humanoid-17x1",
+         "mamujoco/Swimmer-2x1"]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_fast_path_equals_the_package_over_whole_episodes(regs, task, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes MUJOCO_LOG.TXT to the working directory
+    same_episodes(regs, task, {}, "BatchedMaMuJoCoTask")
+
+
+@pytest.mark.parametrize("task", ["mamujoco/Hopper-3x1", "mamujoco/Ant-4x2"])
+def test_threads_simulating_the_copies_change_nothing(regs, task, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    same_episodes(regs, task, {"threads": 2}, "BatchedMaMuJoCoTask")
+
+
+def test_a_robot_step_the_batch_gets_wrong_is_caught_and_stepped_copy_by_copy(regs, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    from harness_plugins import mamujoco_batched as batched
+    key = "gymnasium.envs.mujoco.hopper_v5.HopperEnv"
+    monkeypatch.setitem(batched._ROBOTS, key, (lambda robot: robot.data.qpos[1], True))  # the wrong coordinate
+    same_episodes(regs, "mamujoco/Hopper-3x1", {}, "PettingZooVecTask")
+    monkeypatch.delitem(batched._ROBOTS, key)  # an unknown robot: stepped copy by copy too
+    same_episodes(regs, "mamujoco/Hopper-3x1", {}, "PettingZooVecTask")
+
+
+def test_threads_need_the_fast_path(regs):
+    with pytest.raises(HarnessError, match="env.threads=2 is not accepted"):
+        make_task(regs, "mamujoco/HalfCheetah-2x3", 2, 0, {"threads": 2})

@@ -1,0 +1,220 @@
+"""Batched stepping of MaMuJoCo copies (``env.fast=true``): the physics of every copy in one pass.
+
+Each copy stays gymnasium-robotics' own environment object (its robot, MjModel and MjData, its
+resets), but a step no longer goes copy by copy through the package's wrappers. It runs in three
+phases over all copies:
+
+1. the agents' actions go into one global action array by a precomputed index map (what
+   ``map_local_actions_to_global_action`` does per copy), and each robot's "before" quantity is read;
+2. physics: for each copy, exactly what gymnasium's ``MujocoEnv`` does (``data.ctrl[:] = action``,
+   ``mj_step(nstep=frame_skip)``, ``mj_rnePostConstraint``). MuJoCo releases Python's lock while it
+   simulates, so with ``env.threads=2`` two threads step the copies in parallel on two cores;
+3. each robot's own reward (``_get_rew``) and health check, and the observations by index gathers
+   from the robot's state (``GatherObsEnv``).
+
+Phases 1 and 3 follow the robot's ``step`` line by line, so only robots whose ``step`` is known are
+batched (gymnasium's v5 HalfCheetah, Hopper, Walker2d, Swimmer, Ant, Humanoid); every construction
+also replays a few steps of a probe copy both ways and uses the batched path only if they agree
+exactly. Otherwise the copies are stepped one by one with gathered observations. Results are the
+package's to 1e-6 over whole episodes (``tests/test_mamujoco_fast.py``).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from harness.envs import ActionSpace, StepResult, VecTask, episode_seed
+
+
+def _x(robot: Any) -> Any:
+    return robot.data.qpos[0]
+
+
+def _xy(robot: Any) -> Any:
+    return robot.data.qpos[0:2].copy()
+
+
+def _body_xy(robot: Any) -> Any:
+    return robot.data.body(robot._main_body).xpos[:2].copy()
+
+
+def _mass_center(robot: Any) -> Any:
+    from gymnasium.envs.mujoco.humanoid_v5 import mass_center
+    return mass_center(robot.model, robot.data)
+
+
+# gymnasium robot class -> (the position its step differentiates, whether it can terminate)
+_ROBOTS: dict[str, tuple[Callable[[Any], Any], bool]] = {
+    "gymnasium.envs.mujoco.half_cheetah_v5.HalfCheetahEnv": (_x, False),
+    "gymnasium.envs.mujoco.hopper_v5.HopperEnv": (_x, True),
+    "gymnasium.envs.mujoco.walker2d_v5.Walker2dEnv": (_x, True),
+    "gymnasium.envs.mujoco.swimmer_v5.SwimmerEnv": (_xy, False),
+    "gymnasium.envs.mujoco.ant_v5.AntEnv": (_body_xy, True),
+    "gymnasium.envs.mujoco.humanoid_v5.HumanoidEnv": (_mass_center, True),
+}
+
+
+def robot_key(robot: Any) -> str:
+    return f"{type(robot).__module__}.{type(robot).__name__}"
+
+
+def supported(gather_env: Any) -> bool:
+    """Whether the copies of this task (a ``GatherObsEnv``) can be stepped in a batch."""
+    return robot_key(gather_env._unwrapped) in _ROBOTS
+
+
+class BatchedMaMuJoCoTask(VecTask):
+    """``n_envs`` MaMuJoCo copies (``GatherObsEnv`` objects built by ``make_env``) stepped in phases."""
+
+    def __init__(self, make_env: Callable[[], Any], n_envs: int, seed: int, episode_limit: int,
+                 stream: int = 0, copy_offset: int = 0, threads: int = 1) -> None:
+        self.envs = [make_env() for _ in range(n_envs)]
+        first = self.envs[0]
+        self.robots = [e._unwrapped for e in self.envs]
+        self._position, self._can_terminate = _ROBOTS[robot_key(self.robots[0])]
+        self.agents = list(first.possible_agents)
+        self.n_envs, self.seed, self.stream, self.copy_offset = n_envs, seed, stream, copy_offset
+        self.episode_limit = episode_limit
+        self.obs_dims = [int(np.prod(first.observation_space(a).shape)) for a in self.agents]
+        self.action_spaces = [ActionSpace.from_gymnasium(first.action_space(a)) for a in self.agents]
+        self._low = [np.asarray(s.low, np.float32) for s in self.action_spaces]
+        self._high = [np.asarray(s.high, np.float32) for s in self.action_spaces]
+        # agent i's k-th action goes to the robot's actuator _act_index[i][k]
+        self._act_index = [np.asarray([part.act_ids for part in partition], dtype=np.int64)
+                           for partition in first.env.agent_action_partitions]
+        self._nu = int(self.robots[0].model.nu)
+        self._frame_skip = int(self.robots[0].frame_skip)
+        threads = max(1, min(threads, n_envs))
+        self._bounds = np.linspace(0, n_envs, threads + 1).astype(int)
+        self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="mujoco") if threads > 1 else None
+        self.episodes = np.zeros(n_envs, dtype=np.int64)
+        self._returns = np.zeros(n_envs)
+        self._lengths = np.zeros(n_envs, dtype=np.int64)
+        self.state_dim = 0
+        _, state = self.reset()
+        self.state_dim = state.shape[1]
+
+    # -- phases -------------------------------------------------------------------------------
+    def _global_actions(self, actions: Sequence[np.ndarray]) -> np.ndarray:
+        glob = np.full((self.n_envs, self._nu), np.nan)
+        for i, idx in enumerate(self._act_index):
+            # clipped to the box and made float32 like every other task path, then float64 as the package
+            glob[:, idx] = np.clip(actions[i], self._low[i], self._high[i]).astype(np.float32)
+        return glob
+
+    def _physics(self, glob: np.ndarray, lo: int, hi: int) -> None:
+        import mujoco
+
+        nstep = self._frame_skip
+        for c in range(lo, hi):
+            robot = self.robots[c]
+            model, data = robot.model, robot.data
+            data.ctrl[:] = glob[c]
+            mujoco.mj_step(model, data, nstep=nstep)
+            mujoco.mj_rnePostConstraint(model, data)
+
+    def _simulate(self, glob: np.ndarray) -> None:
+        b = self._bounds
+        if self._pool is None:
+            self._physics(glob, 0, self.n_envs)
+            return
+        futures = [self._pool.submit(self._physics, glob, lo, hi) for lo, hi in zip(b[1:-1], b[2:])]
+        self._physics(glob, b[0], b[1])
+        for f in futures:
+            f.result()
+
+    def _write(self, obs_out: list[np.ndarray], c: int, gathered: dict[str, np.ndarray]) -> None:
+        for i, a in enumerate(self.agents):
+            obs_out[i][c] = gathered[a]
+
+    # -- contract -----------------------------------------------------------------------------
+    def _reset_copy(self, c: int) -> tuple[dict, np.ndarray]:
+        s = episode_seed(self.seed, self.copy_offset + c, int(self.episodes[c]), self.stream)
+        obs, _ = self.envs[c].reset(seed=s)
+        return obs, np.asarray(self.envs[c].state(), dtype=np.float32)
+
+    def reset(self, episodes: Sequence[int] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+        self.episodes[:] = 0 if episodes is None else np.asarray(episodes, dtype=np.int64)
+        obs_out = [np.zeros((self.n_envs, d), np.float32) for d in self.obs_dims]
+        states = []
+        for c in range(self.n_envs):
+            obs, state = self._reset_copy(c)
+            self._write(obs_out, c, obs)
+            states.append(state)
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        return obs_out, np.stack(states)
+
+    def episode_counters(self) -> list[int]:
+        return [int(x) for x in self.episodes]
+
+    def step(self, actions: Sequence[np.ndarray]) -> StepResult:
+        E = self.n_envs
+        result = StepResult([np.empty((E, d), np.float32) for d in self.obs_dims],
+                            np.empty((E, self.state_dim), np.float32), np.empty(E, np.float32),
+                            np.zeros(E, bool), np.zeros(E, bool), np.empty((E, self.state_dim), np.float32))
+        glob = self._global_actions(actions)
+        position = self._position
+        before = [position(robot) for robot in self.robots]
+        self._simulate(glob)
+        for c, (env, robot) in enumerate(zip(self.envs, self.robots)):
+            velocity = (position(robot) - before[c]) / robot.dt
+            if np.ndim(velocity):
+                velocity = velocity[0]
+            reward, _ = robot._get_rew(velocity, glob[c])
+            terminated = self._can_terminate and (not robot.is_healthy) and robot._terminate_when_unhealthy
+            obs = env._gather()
+            r = float(reward)
+            result.reward[c] = r
+            result.final_state[c] = env._state
+            self._returns[c] += r
+            self._lengths[c] += 1
+            truncated = not terminated and self._lengths[c] >= self.episode_limit
+            if terminated or truncated:
+                result.terminated[c] = terminated
+                result.truncated[c] = truncated
+                result.episode_returns.append(float(self._returns[c]))
+                result.episode_lengths.append(int(self._lengths[c]))
+                result.final_obs[c] = [np.asarray(obs[a], dtype=np.float32) for a in self.agents]
+                self._returns[c] = 0.0
+                self._lengths[c] = 0
+                self.episodes[c] += 1
+                obs, result.state[c] = self._reset_copy(c)
+            else:
+                result.state[c] = result.final_state[c]
+            self._write(result.obs, c, obs)
+        return result
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        for env in self.envs:
+            env.close()
+
+
+def agrees(make_fast: Callable[[], Any], make_package: Callable[[], Any], episode_limit: int,
+           steps: int = 25) -> bool:
+    """Whether the batched step reproduces the package's on a probe copy: ``steps`` steps of random
+    actions (beyond the box, so clipping shows) from the same seeded start."""
+    from harness.envs import PettingZooVecTask
+
+    batched = BatchedMaMuJoCoTask(make_fast, 1, seed=0, episode_limit=episode_limit)
+    ref = PettingZooVecTask(make_package, 1, 0, team_reward="shared", episode_limit=episode_limit)
+    rng = np.random.default_rng(0)
+    try:
+        for _ in range(steps):
+            acts = [rng.uniform(-1.5, 1.5, (1, s.n)).astype(np.float32) for s in ref.action_spaces]
+            a, b = batched.step(acts), ref.step(acts)
+            same = all(np.allclose(x, y, rtol=0, atol=1e-9) for x, y in zip(a.obs, b.obs))
+            same &= np.allclose(a.state, b.state, rtol=0, atol=1e-9) and np.allclose(a.reward, b.reward, rtol=0, atol=1e-9)
+            same &= bool((a.terminated == b.terminated).all() and (a.truncated == b.truncated).all())
+            if not same:
+                return False
+    finally:
+        batched.close()
+        ref.close()
+    return True
