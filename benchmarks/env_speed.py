@@ -6,7 +6,8 @@ driven directly (the default) and by the batched NumPy implementation (``env.fas
 last two as ratios to the first.
 MaMuJoCo: per step, the time gymnasium-robotics takes to build every agent's observation plus the
 global state (``obsk.build_obs`` per agent, ``state()``), against the index-gather path, on the same
-physics states; and whole-step steps/s of both task implementations.
+physics states; and whole-step steps/s of the package stepped copy by copy, of the batched fast
+path (``env.fast=true``) and of the batched path with the physics in two threads (``env.threads=2``).
 Run: ``python benchmarks/env_speed.py [--copies 64] [--steps 200]``.
 """
 
@@ -76,11 +77,12 @@ def main() -> None:
         print(f"{name:30s} {ref * 1e6:10.1f} {fast * 1e6:10.1f} {ref / fast:7.1f}")
     copies = min(args.copies, 20)
     print(f"\nMaMuJoCo whole steps, {copies} copies x {args.steps} steps, random actions")
-    print(f"{'task':30s} {'package/s':>10s} {'fast/s':>10s} {'ratio':>7s}")
+    print(f"{'task':30s} {'package/s':>10s} {'fast/s':>10s} {'2 threads/s':>11s} {'fast x':>7s} {'threads x':>9s}")
     for name in MAMUJOCO:
         ref = steps_per_s(regs, name, copies, args.steps, {})
         fast = steps_per_s(regs, name, copies, args.steps, {"fast": True})
-        print(f"{name:30s} {ref:10.0f} {fast:10.0f} {fast / ref:7.2f}")
+        threads = steps_per_s(regs, name, copies, args.steps, {"fast": True, "threads": 2})
+        print(f"{name:30s} {ref:10.0f} {fast:10.0f} {threads:11.0f} {fast / ref:7.2f} {threads / ref:9.2f}")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ the same torch thread count, evaluation off, on CPU. HARL steps its 20 environme
 processes (its default ``n_rollout_threads: 20`` with ``ShareSubprocVecEnv``); the harness is measured
 as shipped (copies stepped in its own process; MPE copies are mpe2's environments driven directly),
 with ``env.workers=2`` (copies split over two worker processes), with ``env.fast=true`` (MPE: the
-batched NumPy implementation of the same task; MaMuJoCo: index-gather observations) and, on MaMuJoCo,
-with ``env.obs_mode=global`` (what HARL's wrapper gives every agent: the full state and an agent id;
+batched NumPy implementation of the same task; MaMuJoCo: batched stepping with index-gather
+observations, also with ``env.threads=2``, the physics in two threads) and, on MaMuJoCo, with
+``env.obs_mode=global`` (what HARL's wrapper gives every agent: the full state and an agent id;
 the first rows use gymnasium-robotics' local observations, which cost more to build). Printed
 per row: steps/s of each, their ratio, and the mean training episode return of the last fifth of the
 episodes of each (the same number of steps, different random streams: a sanity check that both learn,
@@ -209,25 +210,26 @@ def main() -> None:
         alias_gym()
     print(f"HAPPO, HARL's defaults (20 envs x 200 steps, 5/5 epochs, [128, 128]), {args.steps} env steps per side, "
           f"{args.threads} torch thread(s), CPU")
-    print(f"{'task':28s} {'harness/s':>10s} {'HARL/s':>8s} {'ratio':>6s}  {'last returns: harness':>22s} {'HARL':>8s}")
+    print(f"{'task':40s} {'harness/s':>10s} {'HARL/s':>8s} {'ratio':>6s}  {'last returns: harness':>22s} {'HARL':>8s}")
     for task in args.tasks:
         env, env_args, options = TASKS[task]
         try:
             harl_sps, harl_returns = run_harl(env, env_args, args.steps, args.threads, args.seed)
         except Exception as exc:  # HARL's path for this task cannot run here: say why
             ours_sps, _ = run_ours(task, options, args.steps, args.threads, args.seed)
-            print(f"{task:28s} {ours_sps:10.0f} {'-':>8s} {'-':>6s}  HARL cannot run: {type(exc).__name__}: "
+            print(f"{task:40s} {ours_sps:10.0f} {'-':>8s} {'-':>6s}  HARL cannot run: {type(exc).__name__}: "
                   f"{(str(exc).splitlines() or [''])[0][:300]}")
             continue
         # The harness as shipped (copies stepped in its own process), then with the copies split over
         # two worker processes as HARL splits them over 20, then with its batched MPE implementation.
         variants = [("", options), (" workers=2", {**options, "workers": 2}), (" fast", {**options, "fast": True})]
-        if task.startswith("mamujoco/"):  # the observations HARL's wrapper gives: full state + agent id
-            variants.append((" obs_mode=global", {**options, "obs_mode": "global"}))
+        if task.startswith("mamujoco/"):  # physics in two threads; the observations HARL's wrapper gives
+            variants += [(" fast threads=2", {**options, "fast": True, "threads": 2}),
+                         (" obs_mode=global", {**options, "obs_mode": "global"})]
         for label, opts in variants:
             ours_sps, ours_returns = run_ours(task, opts, args.steps, args.threads, args.seed)
             n = max(1, min(len(ours_returns), len(harl_returns)) // 5)
-            print(f"{task + label:28s} {ours_sps:10.0f} {harl_sps:8.0f} {ours_sps / harl_sps:6.2f}  "
+            print(f"{task + label:40s} {ours_sps:10.0f} {harl_sps:8.0f} {ours_sps / harl_sps:6.2f}  "
                   f"{np.mean(ours_returns[-n:]):22.1f} {np.mean(harl_returns[-n:]):8.1f}")
     print("adapted at import time: " + ("; ".join(ADAPTED) or "nothing"))
 
