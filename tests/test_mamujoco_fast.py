@@ -77,3 +77,22 @@ def test_a_robot_step_the_batch_gets_wrong_is_caught_and_stepped_copy_by_copy(re
 def test_threads_need_the_fast_path(regs):
     with pytest.raises(HarnessError, match="env.threads=2 is not accepted"):
         make_task(regs, "mamujoco/HalfCheetah-2x3", 2, 0, {"threads": 2})
+
+
+def test_training_on_the_fast_path_with_threads_equals_training_on_the_package(regs, tmp_path, monkeypatch):
+    """Whole HAPPO runs (rollouts through terminations and resets, updates, evaluations) give the
+    same metrics row for row: the batched path changes the speed, not the run."""
+    monkeypatch.chdir(tmp_path)
+    from conftest import TINY
+    from harness.config import build_config
+    from harness.results import RunDir
+    from harness.trainer import Trainer
+
+    rows = []
+    for name, env in (("package", {}), ("fast", {"fast": True, "threads": 2})):
+        cfg = build_config({**TINY, "task": "mamujoco/Hopper-3x1", "steps": 600, "n_envs": 3,
+                            "rollout_length": 50, "env": {"episode_limit": 30, **env}})
+        Trainer(cfg, regs, tmp_path / name, progress=False).run_training()
+        rows.append([{k: v for k, v in r.items() if k not in ("steps_per_s", "collect_s", "update_s", "wall_s")}
+                     for r in RunDir(tmp_path / name).rows()])
+    assert len(rows[0]) == 5 and rows[0] == rows[1]
