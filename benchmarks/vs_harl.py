@@ -220,8 +220,9 @@ def main() -> None:
             print(f"{task:40s} {ours_sps:10.0f} {'-':>8s} {'-':>6s}  HARL cannot run: {type(exc).__name__}: "
                   f"{(str(exc).splitlines() or [''])[0][:300]}")
             continue
-        # The harness as shipped (copies stepped in its own process), then with the copies split over
-        # two worker processes as HARL splits them over 20, then with its batched MPE implementation.
+        # The harness as shipped (copies stepped in its own process), with the copies split over two
+        # worker processes as HARL splits them over 20, with its fast path (batched NumPy MPE; batched
+        # MaMuJoCo stepping, also with the physics in two threads), and with HARL's MaMuJoCo observations.
         variants = [("", options), (" workers=2", {**options, "workers": 2}), (" fast", {**options, "fast": True})]
         if task.startswith("mamujoco/"):  # physics in two threads; the observations HARL's wrapper gives
             variants += [(" fast threads=2", {**options, "fast": True, "threads": 2}),

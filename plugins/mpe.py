@@ -59,7 +59,7 @@ class DirectMPE:
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         env, agents = self._env, self.agents
-        for slot, a in zip(self._slots, agents):
+        for slot, a in zip(self._slots, self.possible_agents):
             env.current_actions[slot] = actions[a]
         env._execute_world_step()
         env.steps += 1
@@ -102,6 +102,9 @@ def make_task(scenario: str, n_envs: int, seed: int, options: dict[str, Any], st
         from harness_plugins.mpe_fast import FastMPETask
         if opts["workers"]:
             raise HarnessError("env.fast=true steps every copy in this process; it cannot be combined with env.workers")
+        if opts["parallel_api"]:
+            raise HarnessError("env.parallel_api=true cannot be combined with env.fast=true: the fast path is its own "
+                               "implementation, not mpe2's environments")
         return FastMPETask(scenario, n_envs, seed, opts["continuous"], opts["max_cycles"], stream=stream)
     build = functools.partial(_build, SCENARIOS[scenario], opts, seed, stream)
     return make_vec_task(build, n_envs, opts["workers"])

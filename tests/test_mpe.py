@@ -121,6 +121,7 @@ def test_continuous_option_gives_box_actions(regs):
     ("nope/simple_spread", {}, "unknown task family 'nope'"),
     ("mpe/simple_spread", {"colour": 1}, "unknown option env.colour"),
     ("mpe/simple_spread", {"max_cycles": "ten"}, "env.max_cycles='ten' is not an integer"),
+    ("mpe/simple_spread", {"fast": True, "parallel_api": True}, "env.parallel_api=true cannot be combined with env.fast"),
 ])
 def test_bad_task_names_and_options(regs, name, options, match):
     with pytest.raises(HarnessError, match=match):
