@@ -114,6 +114,26 @@ def main() -> None:
             print(f"\nprofile of raw stepping, {task_name} ({tcfg.n_envs} copies x {tcfg.rollout_length} steps), "
                   "top 8 by own time:")
             print("\n".join(lines[start:start + 9]))
+            profile_update(regs, args.schemes[0], task_name, overrides)
+
+
+def profile_update(regs, scheme: str, task_name: str, overrides: list) -> None:
+    """Print the torch operators that take one update's time (a collected batch, after a warm-up update)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg = build_config([("scheme", scheme), ("task", task_name), *overrides])
+    trainer = Trainer(cfg, regs, run_dir=None, progress=False)
+    batch, _ = trainer.collect()
+    trainer.scheme.update(batch)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        trainer.scheme.update(batch)
+    trainer.close()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"\nprofile of one {scheme} update, {task_name} ({cfg.batch_steps} samples): "
+          f"{total / 1e3:.1f} ms, top 8 operators by own time:")
+    for e in events[:8]:
+        print(f"  {e.key:45s} {e.count:6d} calls {e.self_cpu_time_total / 1e3:8.1f} ms {e.self_cpu_time_total / total:6.1%}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,33 @@
+"""The throughput benchmark runs as its README shows, on a small batch, and its figures are consistent."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_throughput_prints_consistent_ratios_and_both_profiles():
+    out = subprocess.run(
+        [sys.executable, "benchmarks/throughput.py", "--tasks", "mpe/simple_spread", "--schemes", "happo",
+         "--iterations", "1", "--profile", "--set", "n_envs=4", "--set", "rollout_length=25"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True).stdout
+    row = next(line for line in out.splitlines() if line.startswith("mpe/simple_spread "))
+    fields = row.split()
+    raw, pkg, train, ratio, train_pkg = (float(x) for x in fields[2:7])
+    collect, update = (float(x.rstrip("%")) for x in fields[7:9])
+    assert raw > 0 and pkg > 0 and train > 0
+    assert abs(ratio - train / raw) <= 0.006 and abs(train_pkg - train / pkg) <= 0.006
+    assert abs(collect + update - 100) <= 1
+    # The raw-stepping profile names mpe2's own code; the update profile lists torch operators whose
+    # shares of one update's time add up to no more than the whole.
+    assert "profile of raw stepping, mpe/simple_spread (4 copies x 25 steps)" in out
+    assert "mpe2/" in out
+    header = re.search(r"profile of one happo update, mpe/simple_spread \(100 samples\): ([\d.]+) ms", out)
+    assert header and float(header.group(1)) > 0
+    shares = [float(m) for m in re.findall(r"^  \S+.*?calls\s+[\d.]+ ms\s+([\d.]+)%$", out, re.M)]
+    assert len(shares) == 8 and 0 < sum(shares) <= 100.1
+    assert shares == sorted(shares, reverse=True)
