@@ -100,7 +100,86 @@ def episode_seed(seed: int, copy: int, episode: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, stream, copy, episode]).generate_state(1)[0])
 
 
-class PettingZooVecTask(VecTask):
+class LocalCopiesTask(VecTask):
+    """What tasks whose copies are environment objects in this process share: per-copy episode
+    numbers and seeded resets, running returns and lengths, and ending an episode inside a step.
+
+    A subclass sets ``envs``, ``agents``, ``n_envs``, ``seed``, ``stream``, ``copy_offset`` and
+    ``obs_dims``, calls :meth:`_start` at the end of its constructor, and in ``step`` fills
+    ``final_state[c]`` and hands each copy's reward, flags and observations to :meth:`_end_step`.
+    """
+
+    envs: list[Any]
+    seed: int
+    stream: int
+    copy_offset: int
+    state_from_obs: bool = False
+
+    def _start(self) -> None:
+        self.episodes = np.zeros(self.n_envs, dtype=np.int64)
+        self._returns = np.zeros(self.n_envs)
+        self._lengths = np.zeros(self.n_envs, dtype=np.int64)
+        self.state_dim = 0
+        _, state = self.reset()
+        self.state_dim = state.shape[1]
+
+    def _reset_copy(self, c: int) -> tuple[dict, np.ndarray]:
+        s = episode_seed(self.seed, self.copy_offset + c, int(self.episodes[c]), self.stream)
+        obs, _ = self.envs[c].reset(seed=s)
+        return obs, self._state(self.envs[c], obs)
+
+    def _state(self, env: Any, obs: dict) -> np.ndarray:
+        if self.state_from_obs:
+            return np.concatenate([np.asarray(obs[a], dtype=np.float32).ravel() for a in self.agents])
+        return np.asarray(env.state(), dtype=np.float32).ravel()
+
+    def _write_obs(self, out: list[np.ndarray], c: int, obs: dict) -> None:
+        for i, a in enumerate(self.agents):
+            out[i][c] = np.asarray(obs[a], dtype=np.float32).ravel()
+
+    def _empty_result(self) -> StepResult:
+        E = self.n_envs
+        return StepResult([np.empty((E, d), np.float32) for d in self.obs_dims],
+                          np.empty((E, self.state_dim), np.float32), np.empty(E, np.float32),
+                          np.zeros(E, bool), np.zeros(E, bool), np.empty((E, self.state_dim), np.float32))
+
+    def _end_step(self, result: StepResult, c: int, reward: float, terminated: bool, truncated: bool,
+                  obs: dict) -> None:
+        """Record copy ``c``'s step (``result.final_state[c]`` already set); reset it if it ended."""
+        result.reward[c] = reward
+        self._returns[c] += reward
+        self._lengths[c] += 1
+        if terminated or truncated:
+            result.terminated[c] = terminated
+            result.truncated[c] = truncated
+            result.episode_returns.append(float(self._returns[c]))
+            result.episode_lengths.append(int(self._lengths[c]))
+            result.final_obs[c] = [np.asarray(obs[a], dtype=np.float32).ravel() for a in self.agents]
+            self._returns[c] = 0.0
+            self._lengths[c] = 0
+            self.episodes[c] += 1
+            obs, result.state[c] = self._reset_copy(c)
+        else:
+            result.state[c] = result.final_state[c]
+        self._write_obs(result.obs, c, obs)
+
+    def reset(self, episodes: Sequence[int] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+        self.episodes[:] = 0 if episodes is None else np.asarray(episodes, dtype=np.int64)
+        obs_out = [np.zeros((self.n_envs, d), np.float32) for d in self.obs_dims]
+        states = []
+        for c in range(self.n_envs):
+            obs, state = self._reset_copy(c)
+            self._write_obs(obs_out, c, obs)
+            states.append(state)
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        return obs_out, np.stack(states)
+
+    def episode_counters(self) -> list[int]:
+        return [int(x) for x in self.episodes]
+
+
+class PettingZooVecTask(LocalCopiesTask):
     """Steps ``n_envs`` PettingZoo parallel environments in this process.
 
     Every episode of every copy is reset with a seed derived from ``(seed, stream, copy, episode)``,
@@ -137,43 +216,7 @@ class PettingZooVecTask(VecTask):
         self.action_spaces = [ActionSpace.from_gymnasium(first.action_space(a)) for a in self.agents]
         self._low = [np.asarray(s.low, np.float32) if s.kind == "box" else None for s in self.action_spaces]
         self._high = [np.asarray(s.high, np.float32) if s.kind == "box" else None for s in self.action_spaces]
-        self.episodes = np.zeros(n_envs, dtype=np.int64)
-        self._returns = np.zeros(n_envs)
-        self._lengths = np.zeros(n_envs, dtype=np.int64)
-        self.state_dim = 0
-        obs, state = self.reset()
-        self.state_dim = state.shape[1]
-
-    # -- helpers ---------------------------------------------------------------------------
-    def _reset_copy(self, c: int) -> tuple[dict, np.ndarray]:
-        s = episode_seed(self.seed, self.copy_offset + c, int(self.episodes[c]), self.stream)
-        obs, _ = self.envs[c].reset(seed=s)
-        return obs, self._state(self.envs[c], obs)
-
-    def _state(self, env: Any, obs: dict) -> np.ndarray:
-        if self.state_from_obs:
-            return np.concatenate([np.asarray(obs[a], dtype=np.float32).ravel() for a in self.agents])
-        return np.asarray(env.state(), dtype=np.float32).ravel()
-
-    def _write_obs(self, out: list[np.ndarray], c: int, obs: dict) -> None:
-        for i, a in enumerate(self.agents):
-            out[i][c] = np.asarray(obs[a], dtype=np.float32).ravel()
-
-    # -- contract --------------------------------------------------------------------------
-    def reset(self, episodes: Sequence[int] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-        self.episodes[:] = 0 if episodes is None else np.asarray(episodes, dtype=np.int64)
-        obs_out = [np.zeros((self.n_envs, d), np.float32) for d in self.obs_dims]
-        states = []
-        for c in range(self.n_envs):
-            obs, state = self._reset_copy(c)
-            self._write_obs(obs_out, c, obs)
-            states.append(state)
-        self._returns[:] = 0.0
-        self._lengths[:] = 0
-        return obs_out, np.stack(states)
-
-    def episode_counters(self) -> list[int]:
-        return [int(x) for x in self.episodes]
+        self._start()
 
     def _env_action(self, i: int, a: np.ndarray) -> Any:
         if self._low[i] is None:
@@ -181,14 +224,8 @@ class PettingZooVecTask(VecTask):
         return np.clip(a, self._low[i], self._high[i]).astype(np.float32)
 
     def step(self, actions: Sequence[np.ndarray]) -> StepResult:
-        E, agents = self.n_envs, self.agents
-        obs_out = [np.empty((E, d), np.float32) for d in self.obs_dims]
-        state = np.empty((E, self.state_dim), np.float32)
-        final_state = np.empty((E, self.state_dim), np.float32)
-        reward = np.empty(E, np.float32)
-        terminated = np.zeros(E, bool)
-        truncated = np.zeros(E, bool)
-        result = StepResult(obs_out, state, reward, terminated, truncated, final_state)
+        agents = self.agents
+        result = self._empty_result()
         for c, env in enumerate(self.envs):
             act = {a: self._env_action(i, actions[i][c]) for i, a in enumerate(agents)}
             obs, rew, term, trunc, _ = env.step(act)
@@ -196,25 +233,10 @@ class PettingZooVecTask(VecTask):
                 r = float(sum(rew[a] for a in agents))
             else:
                 r = float(rew[agents[0]])
-            reward[c] = r
-            final_state[c] = self._state(env, obs)
+            result.final_state[c] = self._state(env, obs)
             is_term = any(term[a] for a in agents)
             is_trunc = not is_term and (any(trunc[a] for a in agents) or not env.agents)
-            self._returns[c] += r
-            self._lengths[c] += 1
-            if is_term or is_trunc:
-                terminated[c] = is_term
-                truncated[c] = is_trunc
-                result.episode_returns.append(float(self._returns[c]))
-                result.episode_lengths.append(int(self._lengths[c]))
-                result.final_obs[c] = [np.asarray(obs[a], dtype=np.float32).ravel() for a in agents]
-                self._returns[c] = 0.0
-                self._lengths[c] = 0
-                self.episodes[c] += 1
-                obs, state[c] = self._reset_copy(c)
-            else:
-                state[c] = final_state[c]
-            self._write_obs(obs_out, c, obs)
+            self._end_step(result, c, r, is_term, is_trunc, obs)
         return result
 
     def close(self) -> None:

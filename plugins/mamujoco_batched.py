@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from harness.envs import ActionSpace, StepResult, VecTask, episode_seed
+from harness.envs import ActionSpace, LocalCopiesTask, StepResult
 
 
 def _x(robot: Any) -> Any:
@@ -66,7 +66,7 @@ def supported(gather_env: Any) -> bool:
     return robot_key(gather_env._unwrapped) in _ROBOTS
 
 
-class BatchedMaMuJoCoTask(VecTask):
+class BatchedMaMuJoCoTask(LocalCopiesTask):
     """``n_envs`` MaMuJoCo copies (``GatherObsEnv`` objects built by ``make_env``) stepped in phases."""
 
     def __init__(self, make_env: Callable[[], Any], n_envs: int, seed: int, episode_limit: int,
@@ -90,12 +90,7 @@ class BatchedMaMuJoCoTask(VecTask):
         threads = max(1, min(threads, n_envs))
         self._bounds = np.linspace(0, n_envs, threads + 1).astype(int)
         self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="mujoco") if threads > 1 else None
-        self.episodes = np.zeros(n_envs, dtype=np.int64)
-        self._returns = np.zeros(n_envs)
-        self._lengths = np.zeros(n_envs, dtype=np.int64)
-        self.state_dim = 0
-        _, state = self.reset()
-        self.state_dim = state.shape[1]
+        self._start()
 
     # -- phases -------------------------------------------------------------------------------
     def _global_actions(self, actions: Sequence[np.ndarray]) -> np.ndarray:
@@ -126,36 +121,8 @@ class BatchedMaMuJoCoTask(VecTask):
         for f in futures:
             f.result()
 
-    def _write(self, obs_out: list[np.ndarray], c: int, gathered: dict[str, np.ndarray]) -> None:
-        for i, a in enumerate(self.agents):
-            obs_out[i][c] = gathered[a]
-
-    # -- contract -----------------------------------------------------------------------------
-    def _reset_copy(self, c: int) -> tuple[dict, np.ndarray]:
-        s = episode_seed(self.seed, self.copy_offset + c, int(self.episodes[c]), self.stream)
-        obs, _ = self.envs[c].reset(seed=s)
-        return obs, np.asarray(self.envs[c].state(), dtype=np.float32)
-
-    def reset(self, episodes: Sequence[int] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-        self.episodes[:] = 0 if episodes is None else np.asarray(episodes, dtype=np.int64)
-        obs_out = [np.zeros((self.n_envs, d), np.float32) for d in self.obs_dims]
-        states = []
-        for c in range(self.n_envs):
-            obs, state = self._reset_copy(c)
-            self._write(obs_out, c, obs)
-            states.append(state)
-        self._returns[:] = 0.0
-        self._lengths[:] = 0
-        return obs_out, np.stack(states)
-
-    def episode_counters(self) -> list[int]:
-        return [int(x) for x in self.episodes]
-
     def step(self, actions: Sequence[np.ndarray]) -> StepResult:
-        E = self.n_envs
-        result = StepResult([np.empty((E, d), np.float32) for d in self.obs_dims],
-                            np.empty((E, self.state_dim), np.float32), np.empty(E, np.float32),
-                            np.zeros(E, bool), np.zeros(E, bool), np.empty((E, self.state_dim), np.float32))
+        result = self._empty_result()
         glob = self._global_actions(actions)
         position = self._position
         before = [position(robot) for robot in self.robots]
@@ -166,26 +133,10 @@ class BatchedMaMuJoCoTask(VecTask):
                 velocity = velocity[0]
             reward, _ = robot._get_rew(velocity, glob[c])
             terminated = self._can_terminate and (not robot.is_healthy) and robot._terminate_when_unhealthy
-            obs = env._gather()
-            r = float(reward)
-            result.reward[c] = r
+            obs = env._gather()  # also refreshes env._state
             result.final_state[c] = env._state
-            self._returns[c] += r
-            self._lengths[c] += 1
-            truncated = not terminated and self._lengths[c] >= self.episode_limit
-            if terminated or truncated:
-                result.terminated[c] = terminated
-                result.truncated[c] = truncated
-                result.episode_returns.append(float(self._returns[c]))
-                result.episode_lengths.append(int(self._lengths[c]))
-                result.final_obs[c] = [np.asarray(obs[a], dtype=np.float32) for a in self.agents]
-                self._returns[c] = 0.0
-                self._lengths[c] = 0
-                self.episodes[c] += 1
-                obs, result.state[c] = self._reset_copy(c)
-            else:
-                result.state[c] = result.final_state[c]
-            self._write(result.obs, c, obs)
+            truncated = not terminated and self._lengths[c] + 1 >= self.episode_limit
+            self._end_step(result, c, float(reward), bool(terminated), truncated, obs)
         return result
 
     def close(self) -> None:
