@@ -67,6 +67,9 @@ class VecTask(ABC):
     state_dim: int
     n_envs: int
     episode_limit: int
+    # True when every agent's observation already identifies the agent (e.g. a one-hot id in it),
+    # so an actor shared between agents needs no id appended.
+    obs_has_agent_id: bool = False
 
     @abstractmethod
     def reset(self, episodes: Sequence[int] | None = None) -> tuple[list[np.ndarray], np.ndarray]:
@@ -89,6 +92,7 @@ class VecTask(ABC):
             "action_spaces": [vars(a) for a in self.action_spaces],
             "state_dim": self.state_dim,
             "episode_limit": self.episode_limit,
+            "obs_has_agent_id": bool(self.obs_has_agent_id),
         }
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ import pandas as pd
 from scipy import stats
 
 from harness.errors import HarnessError
+from harness.provenance import UNKNOWN
 from harness.results import RunDir
 
 #: Packages whose version must agree within a (task, scheme) before its runs are averaged.
@@ -44,7 +45,7 @@ CI_PERCENT = 95.0
 FINAL_SCORE_NOTE = ("final score = a run's eval_return at its last evaluation; "
                     "CI = 95% percentile bootstrap over seeds (2000 resamples)")
 
-_RUN_COLUMNS = ["task", "scheme", "seed", "run_dir", "env_versions", "config_hash"]
+_RUN_COLUMNS = ["task", "scheme", "seed", "run_dir", "env_versions", "config_hash", "code_hash"]
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -66,7 +67,10 @@ def load_runs(root: str | Path) -> pd.DataFrame:
     root = Path(root)
     if not root.is_dir():
         raise HarnessError(f"results directory {str(root)!r} does not exist")
-    frames = [f for f in (_load_run(p.parent) for p in sorted(root.rglob("metrics.csv"))) if f is not None]
+    # Directories whose name starts with '.' (e.g. runs that --rerun-changed moved aside) are not results.
+    found = [p for p in sorted(root.rglob("metrics.csv"))
+             if not any(part.startswith(".") for part in p.relative_to(root).parts[:-1])]
+    frames = [f for f in (_load_run(p.parent) for p in found) if f is not None]
     if not frames:
         raise HarnessError(f"no runs with evaluations found under {str(root)!r} "
                            "(looked for */metrics.csv next to a config.json)")
@@ -91,10 +95,11 @@ def _load_run(path: Path) -> pd.DataFrame | None:
         warnings.warn(f"skipping {path}: no seed in config.json or in the directory name", stacklevel=3)
         return None
     # RunDir.rows drops a partial last line, so a run that is still being written can be read.
-    rows = pd.DataFrame(run.rows(), columns=["env_steps", "eval_return"])
+    rows = pd.DataFrame(run.rows(), columns=["env_steps", "eval_return", "eval_returns"])
+    rows["eval_returns"] = rows["eval_returns"].fillna("")
     rows["env_steps"] = pd.to_numeric(rows["env_steps"], errors="coerce")
     rows["eval_return"] = pd.to_numeric(rows["eval_return"], errors="coerce")
-    rows = rows.dropna()
+    rows = rows.dropna(subset=["env_steps", "eval_return"])
     if rows.empty:
         warnings.warn(f"skipping {path}: no evaluation rows in metrics.csv yet", stacklevel=3)
         return None
@@ -102,7 +107,7 @@ def _load_run(path: Path) -> pd.DataFrame | None:
     for key, value in meta.items():
         rows[key] = value
     rows["absolute_return"] = _absolute_return(run)
-    return rows[_RUN_COLUMNS + ["env_steps", "eval_return", "absolute_return"]]
+    return rows[_RUN_COLUMNS + ["env_steps", "eval_return", "eval_returns", "absolute_return"]]
 
 
 def _absolute_return(run: RunDir) -> float:
@@ -133,7 +138,8 @@ def _run_identity(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
         seed = match.group(1)
     versions = record.get("versions") or {}
     return {"task": str(task), "scheme": str(scheme), "seed": int(seed), "run_dir": str(path),
-            "env_versions": format_versions(versions), "config_hash": config_hash(cfg)}
+            "env_versions": format_versions(versions), "config_hash": config_hash(cfg),
+            "code_hash": str(record.get("code_digest") or UNKNOWN)}
 
 
 def format_versions(versions: dict[str, str | None]) -> str:
@@ -170,6 +176,10 @@ def check_versions(df: pd.DataFrame) -> None:
         if "config_hash" in group and group["config_hash"].nunique() > 1:
             raise HarnessError(f"runs of {scheme} on {task} used different configs: {_describe_config_split(group)}; "
                                "pass --allow-mixed (allow_mixed=True) to average them anyway")
+        if "code_hash" in group and group["code_hash"].nunique() > 1:
+            raise HarnessError(f"runs of {scheme} on {task} were made by different plugin code: "
+                               f"{_describe_code_split(group)}; rerun them with one version of the plugins "
+                               "or pass --allow-mixed (allow_mixed=True) to average them anyway")
 
 
 def _describe_config_split(group: pd.DataFrame) -> str:
@@ -182,6 +192,20 @@ def _describe_config_split(group: pd.DataFrame) -> str:
     sides: dict[str, list[str]] = {}
     for c, run_dir in zip(configs, group["run_dir"]):
         sides.setdefault(", ".join(f"{k}={c.get(k)}" for k in keys), []).append(run_dir)
+    return " vs ".join(f"{key} in [{', '.join(dirs)}]" for key, dirs in sides.items())
+
+
+def _describe_code_split(group: pd.DataFrame) -> str:
+    """``harness_plugins.mappo=1a2b3c4d in [a] vs harness_plugins.mappo=5e6f7a8b in [b]``, naming only
+    the modules whose source hashes differ (``-``: a run that recorded none)."""
+    hashes = []
+    for run_dir in group["run_dir"]:
+        code = (RunDir(run_dir).read_config() or {}).get("code") or {}
+        hashes.append({mod: (sha or "?")[:8] for part in code.values() for mod, sha in part.get("modules", {}).items()})
+    modules = sorted({m for h in hashes for m in h if len({d.get(m, UNKNOWN) for d in hashes}) > 1})
+    sides: dict[str, list[str]] = {}
+    for h, run_dir in zip(hashes, group["run_dir"]):
+        sides.setdefault(", ".join(f"{m}={h.get(m, UNKNOWN)}" for m in modules), []).append(run_dir)
     return " vs ".join(f"{key} in [{', '.join(dirs)}]" for key, dirs in sides.items())
 
 
@@ -251,13 +275,13 @@ def summarise(df: pd.DataFrame, allow_mixed: bool = False) -> pd.DataFrame:
                 a_low, a_high = bootstrap_ci(absolute)
                 row.update(n_absolute=len(absolute), absolute_mean=float(absolute.mean()),
                            absolute_ci_low=a_low, absolute_ci_high=a_high)
-        for column in ("env_versions", "config_hash"):  # provenance of the row (" | "-joined if mixed)
+        for column in ("env_versions", "config_hash", "code_hash"):  # provenance of the row (" | "-joined if mixed)
             if column in group:
                 row[column] = " | ".join(sorted(group[column].astype(str).unique()))
         rows.append(row)
     return pd.DataFrame(rows, columns=["task", "scheme", "n_seeds", "final_env_steps", "mean", "ci_low", "ci_high",
                                        "n_absolute", "absolute_mean", "absolute_ci_low", "absolute_ci_high",
-                                       "env_versions", "config_hash"])
+                                       "env_versions", "config_hash", "code_hash"])
 
 
 def normalise(finals: pd.DataFrame) -> pd.DataFrame:
@@ -353,22 +377,41 @@ def to_marl_eval(df: pd.DataFrame) -> dict[str, Any]:
     ``{env_name: {task_name: {algorithm: {"run_<seed>": {"step_<i>": {"step_count": int,
     "return": [float]}, ..., "absolute_metrics": {"return": [float]}}}}}}`` where env_name is the
     task family (before '/'), task_name the scenario (a task without '/' is used for both),
-    ``step_<i>`` the i-th evaluation (from 0), ``return`` the evaluation's mean return (the
-    harness keeps no per-episode returns) and ``absolute_metrics`` the run's final score.
+    ``step_<i>`` the i-th evaluation (from 0) with ``return`` the returns of that evaluation's
+    episodes, and ``absolute_metrics`` the returns of the absolute metric's episodes (the best
+    policy re-evaluated). Runs written before per-episode returns were recorded give the
+    evaluation's mean (and the final score) as a one-element list instead.
     """
     out: dict[str, Any] = {}
     for (task, scheme, seed), run in df.groupby(["task", "scheme", "seed"], sort=True):
         family, _, scenario = task.partition("/")
         run = run.sort_values("env_steps", kind="stable")
+        per_episode = run["eval_returns"] if "eval_returns" in run else [""] * len(run)
         record: dict[str, Any] = {
-            f"step_{i}": {"step_count": int(steps), "return": [float(ret)]}
-            for i, (steps, ret) in enumerate(zip(run["env_steps"], run["eval_return"]))
+            f"step_{i}": {"step_count": int(steps), "return": _episode_returns(text, ret)}
+            for i, (steps, ret, text) in enumerate(zip(run["env_steps"], run["eval_return"], per_episode))
         }
-        absolute = run["absolute_return"].iloc[-1] if "absolute_return" in run else float("nan")
-        final = float(absolute) if np.isfinite(absolute) else float(run["eval_return"].iloc[-1])
-        record["absolute_metrics"] = {"return": [final]}
+        absolute = _absolute_returns(RunDir(run["run_dir"].iloc[0])) if "run_dir" in run else None
+        if absolute is None:
+            last = run["absolute_return"].iloc[-1] if "absolute_return" in run else float("nan")
+            absolute = [float(last) if np.isfinite(last) else float(run["eval_return"].iloc[-1])]
+        record["absolute_metrics"] = {"return": absolute}
         out.setdefault(family, {}).setdefault(scenario or family, {}).setdefault(scheme, {})[f"run_{seed}"] = record
     return out
+
+
+def _episode_returns(text: Any, mean: float) -> list[float]:
+    """An ``eval_returns`` cell (space-separated returns) as floats; ``[mean]`` for an empty cell."""
+    return [float(x) for x in str(text).split()] if isinstance(text, str) and text.strip() else [float(mean)]
+
+
+def _absolute_returns(run: RunDir) -> list[float] | None:
+    """The per-episode returns in a run's absolute.json, or None when it has none."""
+    try:
+        returns = json.loads(run.absolute_file.read_text())["returns"]
+        return [float(r) for r in returns] if isinstance(returns, list) and returns else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -614,5 +657,7 @@ def provenance(df: pd.DataFrame) -> list[dict[str, Any]]:
         out.append({"run_dir": run_dir, "task": record.get("config", {}).get("task"),
                     "scheme": record.get("config", {}).get("scheme"), "seed": record.get("seed"),
                     "config_digest": record.get("config_digest"), "versions": record.get("versions"),
-                    "git_commit": record.get("git_commit"), "task_spec": record.get("task_spec")})
+                    "git_commit": record.get("git_commit"), "task_spec": record.get("task_spec"),
+                    "plugins": record.get("plugins"), "code": record.get("code"),
+                    "code_digest": record.get("code_digest"), "actors": record.get("actors")})
     return out

@@ -11,7 +11,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,6 +19,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.errors import PluginError
+from harness.provenance import plugin_record
 from harness.registry import Entry, Registry
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
@@ -32,6 +33,8 @@ class Registries:
     networks: Registry
     schemes: Registry
     manager: pluggy.PluginManager
+    # One record per loaded plugin (see harness.provenance.plugin_record), in load order.
+    plugins: list[dict[str, Any]] = field(default_factory=list)
 
     def emit_metrics(self, record: dict[str, Any], run_dir: Path | None) -> None:
         """Send one metrics record to every plugin's ``on_metrics`` hook (a plugin that raises is named)."""
@@ -97,6 +100,7 @@ def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Regist
     """Create the plugin manager, load every plugin and return the filled registries."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    records: list[dict[str, Any]] = []
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:
@@ -109,6 +113,10 @@ def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Regist
             if pm.is_registered(module):
                 continue
             _register(pm, module, ep.name)
+            dist = ep.dist
+            records.append(plugin_record(ep.name, module, source="entry point", entry_point=ep.value,
+                                         distribution=dist.name if dist else None,
+                                         version=dist.version if dist else None))
     for spec in extra:
         module = _import_plugin(spec)
         if pm.is_registered(module):
@@ -117,13 +125,15 @@ def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Regist
         if pm.get_plugin(name) is not None:
             raise PluginError(f"plugin {spec!r}: a plugin named {name!r} is already loaded")
         _register(pm, module, name)
+        kind = "file" if spec.endswith(".py") or Path(spec).is_file() else "module"
+        records.append(plugin_record(name, module, source=f"--plugin {kind}", spec=spec))
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
         known = ", ".join(sorted(n for n in dir(hookspecs) if getattr(getattr(hookspecs, n), "happo_harness_spec", None)))
         raise PluginError(f"plugin {name!r} implements an unknown hook ({exc}); known hooks: {known}") from exc
-    regs = Registries(Registry("task family"), Registry("network"), Registry("scheme"), pm)
+    regs = Registries(Registry("task family"), Registry("network"), Registry("scheme"), pm, records)
     _call_registration(pm, "register_tasks", regs.tasks)
     _call_registration(pm, "register_networks", regs.networks)
     _call_registration(pm, "register_schemes", regs.schemes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,22 +34,43 @@ class Batch(NamedTuple):
     shape: tuple[int, int] | None = None        # (T, E): B = T * E, time-major
 
 
+def one_hot_id(rows: int, index: int, n: int) -> np.ndarray:
+    """``[rows, n]`` float32 rows that are one-hot at ``index``: the agent identity a shared actor sees."""
+    ids = np.zeros((rows, n), np.float32)
+    ids[:, index] = 1.0
+    return ids
+
+
 @dataclass
 class ActorGroup:
-    """An actor, its optimiser and the agents it acts for (one agent, or all under sharing)."""
+    """An actor, its optimiser and the agents it acts for (one agent, or all under sharing).
+
+    ``agent_ids`` > 0: the actor is shared and sees each agent's observation with that agent's
+    one-hot identity (of width ``agent_ids``, the number of agents) appended, so it can tell agents apart.
+    """
 
     actor: nn.Module
     optimizer: torch.optim.Optimizer
     agents: list[int]
+    agent_ids: int = 0
+
+    def actor_input(self, i: int, obs: Any) -> Any:
+        """Agent ``i``'s observations ``[B, d]`` (numpy or torch) as this group's actor takes them."""
+        if not self.agent_ids:
+            return obs
+        ids = one_hot_id(obs.shape[0], i, self.agent_ids)
+        if isinstance(obs, torch.Tensor):
+            return torch.cat([obs, torch.from_numpy(ids)], dim=-1)
+        return np.concatenate([obs, ids], axis=-1)
 
     def data(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The group's observations, actions and behaviour log-probs, agents stacked along the batch."""
         if len(self.agents) == 1:
             i = self.agents[0]
-            return batch.obs[i], batch.actions[i], batch.old_logp[i]
+            return self.actor_input(i, batch.obs[i]), batch.actions[i], batch.old_logp[i]
         cat = torch.cat
-        return (cat([batch.obs[i] for i in self.agents]), cat([batch.actions[i] for i in self.agents]),
-                cat([batch.old_logp[i] for i in self.agents]))
+        return (cat([self.actor_input(i, batch.obs[i]) for i in self.agents]),
+                cat([batch.actions[i] for i in self.agents]), cat([batch.old_logp[i] for i in self.agents]))
 
 
 def minibatches(n: int, count: int, gen: torch.Generator) -> list[torch.Tensor | slice]:

@@ -26,6 +26,7 @@ METRIC_COLUMNS = [
     "iteration", "env_steps", "train_return", "eval_return", "eval_return_std", "policy_loss",
     "value_loss", "entropy", "ratio", "clip_frac", "factor_mean", "actor_grad_norm",
     "critic_grad_norm", "lr_fraction", "steps_per_s", "collect_s", "update_s", "wall_s", "order",
+    "eval_returns",
 ]
 
 PACKAGES = ["happo-harness", "torch", "numpy", "pluggy", "pettingzoo", "mpe2", "mujoco",

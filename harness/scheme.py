@@ -2,7 +2,8 @@
 
 A scheme plugin subclasses :class:`OnPolicyScheme` and decides two things: the order in which
 actor groups are updated (``order``) and whether the HAPPO factor is carried (``sequential``).
-Overriding ``make_groups`` changes how agents map to actors (parameter sharing).
+Overriding ``make_groups`` changes how agents map to actors (parameter sharing); a group that
+shares one actor between several agents sets ``agent_ids`` so the actor sees which agent it acts for.
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ class OnPolicyScheme:
     def __init__(self, task: Any, builder: Any, config: Any) -> None:
         self.cfg = config
         self.n_agents = len(task.agents)
+        self._obs_dims = [int(d) for d in task.obs_dims]
+        self._obs_has_id = bool(getattr(task, "obs_has_agent_id", False))
         self.groups: list[ActorGroup] = self.make_groups(task, builder)
         self.actors: list[torch.nn.Module] = [None] * self.n_agents  # type: ignore[list-item]
+        self._group_of: list[ActorGroup] = [None] * self.n_agents  # type: ignore[list-item]
         for g in self.groups:
             for i in g.agents:
                 self.actors[i] = g.actor
+                self._group_of[i] = g
+        self._with_ids = any(g.agent_ids for g in self.groups)
         self.critic = builder.critic(task.state_dim, config)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=config.adam_eps)
         self.value_norm = ValueNorm() if config.value_norm else None
@@ -46,6 +52,21 @@ class OnPolicyScheme:
             opt = torch.optim.Adam(actor.parameters(), lr=self.cfg.lr, eps=self.cfg.adam_eps)
             groups.append(ActorGroup(actor, opt, [i]))
         return groups
+
+    def actor_inputs(self, obs: list[np.ndarray]) -> list[np.ndarray]:
+        """Every agent's observations ``[B, d_i]`` as its actor takes them (with the agent's one-hot
+        identity appended where the actor is shared; the list itself when no actor needs that)."""
+        if not self._with_ids:
+            return obs
+        return [g.actor_input(i, o) for i, (g, o) in enumerate(zip(self._group_of, obs))]
+
+    def actor_layout(self) -> list[dict[str, Any]]:
+        """Which agents each actor acts for and what it takes as input (recorded in config.json)."""
+        return [{"agents": list(g.agents), "shared": len(g.agents) > 1,
+                 "agent_id": ("one-hot appended" if g.agent_ids else "not needed" if len(g.agents) == 1
+                              else "in the observation" if self._obs_has_id else "none"),
+                 "input_dim": self._obs_dims[g.agents[0]] + g.agent_ids}
+                for g in self.groups]
 
     def order(self) -> list[int]:
         """The order in which groups are updated this iteration."""

@@ -21,10 +21,13 @@ from harness.advantage import gae
 from harness.config import TrainConfig
 from harness.envs import VecTask
 from harness.errors import HarnessError, PluginError
+from harness.evaluation import play_fixed_episodes
 from harness.plugins import Registries
 from harness.ppo import Batch
+from harness.provenance import code_digest, code_record
 from harness.results import RunDir, git_commit, versions
-from harness.tasks import make_task
+from harness.task_check import TaskChecker
+from harness.tasks import make_task, split_task
 
 TRAIN_STREAM, EVAL_STREAM = 0, 1
 
@@ -56,6 +59,7 @@ class Trainer:
         torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
         self.task: VecTask = make_task(regs, cfg.task, cfg.n_envs, cfg.seed, cfg.env, stream=TRAIN_STREAM)
+        self.checker = TaskChecker(regs.tasks.get(split_task(cfg.task)[0]).plugin, cfg.task)
         self.eval_task: VecTask | None = None
         try:
             builder = network_entry.factory()
@@ -99,6 +103,7 @@ class Trainer:
             # checkpoint + previous + best, each params and two Adam moments; metrics rows; headroom
             self.run.check_space(9 * 4 * n_params + 600 * cfg.iterations + (1 << 20))
         self.obs, self.state = self.task.reset()
+        self.checker.check_reset(self.task, self.obs, self.state)
 
     # -- data collection ---------------------------------------------------------------------
     def collect(self) -> tuple[Batch, list[float]]:
@@ -117,6 +122,7 @@ class Trainer:
         truncated = np.empty((T, E), bool)
         returns: list[float] = []
         obs, state = self.obs, self.state
+        check = self.checker.check_step
         with torch.no_grad():
             for t in range(T):
                 actions, logps = self.act(obs)
@@ -126,6 +132,7 @@ class Trainer:
                     logp_buf[i][t] = logps[i]
                 states[t] = state
                 res = task.step(actions)
+                check(task, res)
                 rewards[t] = res.reward
                 terminated[t] = res.terminated
                 truncated[t] = res.truncated
@@ -138,6 +145,7 @@ class Trainer:
                     for i in range(N):
                         next_obs_buf[i][t, c] = final[i]
         states[T] = state
+        self.checker.check_rollout(obs_buf + next_obs_buf, [states, final_states], rewards)
         self.obs, self.state = obs, state
         batch = self._batch(obs_buf, act_buf, logp_buf, states, final_states, rewards, terminated, truncated)
         flat = _flat
@@ -147,7 +155,11 @@ class Trainer:
 
     def act(self, obs: list[np.ndarray], deterministic: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Actions and log-probabilities of every agent, through the network plugin's fast acting
-        policy when it offers one (rebuilt after every update), else through the actors."""
+        policy when it offers one (rebuilt after every update), else through the actors. A shared
+        actor gets each agent's identity appended to its observations (the scheme's ``actor_inputs``)."""
+        inputs = getattr(self.scheme, "actor_inputs", None)
+        if inputs is not None:
+            obs = inputs(obs)
         if self._policy is None:
             make = getattr(self.builder, "acting_policy", None)
             self._policy = (make(self.scheme.actors) if make is not None else None) or False
@@ -190,29 +202,25 @@ class Trainer:
         )
 
     # -- evaluation --------------------------------------------------------------------------
-    def evaluate(self, episodes: int | None = None) -> tuple[float, float]:
-        """Mean and std of team return over ``episodes`` (default ``eval_episodes``) episodes of the
-        deterministic policy.
+    def evaluate(self, episodes: int | None = None) -> list[float]:
+        """Team returns of ``episodes`` (default ``eval_episodes``) episodes of the deterministic policy.
 
-        Every evaluation plays the same episodes (same start states), so curves compare policies.
+        Every evaluation plays the same start states, one episode each (episode k of copy c; see
+        :mod:`harness.evaluation`), so curves compare policies and short episodes are not over-counted.
         """
         cfg = self.cfg
-        episodes = episodes or cfg.eval_episodes
         if self.eval_task is None:
             self.eval_task = make_task(self.regs, cfg.task, cfg.eval_envs, cfg.seed, cfg.env, stream=EVAL_STREAM)
-        task = self.eval_task
-        obs, _ = task.reset()
-        done: list[float] = []
-        limit = max(1, task.episode_limit) * (episodes // cfg.eval_envs + 2) + 10_000
         with torch.no_grad():
-            for _ in range(limit):
-                res = task.step(self.act(obs, deterministic=True)[0])
-                done.extend(res.episode_returns)
-                obs = res.obs
-                if len(done) >= episodes:
-                    break
-        done = done[:episodes]
-        return float(np.mean(done)), float(np.std(done))
+            return play_fixed_episodes(self.eval_task, lambda obs: self.act(obs, deterministic=True)[0],
+                                       episodes or cfg.eval_episodes, self.checker)
+
+    def _evaluation(self) -> dict[str, Any]:
+        """One evaluation as metrics columns: mean, std and the per-episode returns."""
+        returns = self.evaluate()
+        self._track_best(float(np.mean(returns)))
+        return {"eval_return": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
+                "eval_returns": " ".join(f"{r:.6g}" for r in returns)}
 
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
@@ -267,10 +275,14 @@ class Trainer:
             self._log(f"resuming {run.path} from iteration {self.iteration} ({self.env_steps} steps)")
         else:
             run.keep_rows_up_to(-1) if run.metrics_file.exists() else None
+            code = code_record(self.regs, cfg)
+            layout = getattr(self.scheme, "actor_layout", None)
             run.write_config({
                 "config": cfg.to_dict(), "config_digest": cfg.digest(), "seed": cfg.seed,
                 "versions": versions(), "harness_version": __version__, "git_commit": git_commit(),
                 "task_spec": self.task.spec(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "plugins": self.regs.plugins, "code": code, "code_digest": code_digest(code),
+                "actors": layout() if layout is not None else None,
             })
         return True
 
@@ -297,9 +309,7 @@ class Trainer:
                 bar = tqdm(total=cfg.iterations * cfg.batch_steps, initial=self.env_steps, unit="step",
                            desc=f"{cfg.scheme} {cfg.task} s{cfg.seed}", dynamic_ncols=True, file=sys.stderr)
             if self.iteration == 0:
-                ev, ev_std = self.evaluate()
-                self._track_best(ev)
-                yield self._emit({"iteration": 0, "env_steps": 0, "eval_return": ev, "eval_return_std": ev_std})
+                yield self._emit({"iteration": 0, "env_steps": 0, **self._evaluation()})
             recent = float("nan")
             t_start = time.perf_counter()
             while self.iteration < cfg.iterations:
@@ -322,8 +332,7 @@ class Trainer:
                        "wall_s": time.perf_counter() - t_start, **metrics}
                 last = self.iteration == cfg.iterations
                 if last or (cfg.eval_interval and self.iteration % cfg.eval_interval == 0):
-                    row["eval_return"], row["eval_return_std"] = self.evaluate()
-                    self._track_best(row["eval_return"])
+                    row.update(self._evaluation())
                 self._emit(row)
                 if self.run is not None and (last or self.iteration % cfg.checkpoint_interval == 0):
                     self.run.save_checkpoint(self.checkpoint_state())
@@ -360,10 +369,12 @@ class Trainer:
         self.scheme.load_state_dict(best["scheme"])
         self._policy = None
         episodes = cfg.eval_episodes * cfg.absolute_factor
-        mean, std = self.evaluate(episodes)
+        returns = self.evaluate(episodes)
+        mean, std = float(np.mean(returns)), float(np.std(returns))
         self.scheme.load_state_dict(current)
         self._policy = None
         self.absolute = {"absolute_return": mean, "absolute_return_std": std, "episodes": episodes,
+                         "returns": [float(f"{r:.6g}") for r in returns],
                          "best_eval_return": best["best"][0], "best_iteration": best["best"][1],
                          "best_env_steps": best["best"][2]}
         if self.run is not None:

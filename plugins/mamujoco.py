@@ -336,7 +336,9 @@ def make_task(scenario: str, n_envs: int, seed: int, options: dict[str, Any], st
     except Exception as exc:
         raise HarnessError(f"unknown MaMuJoCo task {scenario!r}: {exc}; known: {_known()}") from None
     build = functools.partial(_build, name, conf, opts, seed, stream)
-    return make_vec_task(build, n_envs, opts["workers"])
+    task = make_vec_task(build, n_envs, opts["workers"])
+    task.obs_has_agent_id = opts["obs_mode"] == "global"
+    return task
 
 
 def tuned_overrides(task: str) -> dict[str, Any]:

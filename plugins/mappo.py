@@ -2,7 +2,10 @@
 
 Every actor group trains on the raw (normalised) advantage, no permutation and no factor; the
 critic update is HAPPO's. ``share_params`` (auto by default) puts all agents behind one actor when
-they share observation and action spaces, as HARL's ``mappo.yaml`` does.
+they share observation and action spaces, as HARL's ``mappo.yaml`` does. A shared actor always knows
+which agent it acts for: each agent's one-hot id is appended to its observation, unless the task's
+observations already carry it (``obs_has_agent_id``, e.g. MaMuJoCo's ``obs_mode=global``), as
+HARL's observations always do.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ class MAPPO(OnPolicyScheme):
         if choice == "true" and not same:
             raise HarnessError(f"share_params=true is impossible on {self.cfg.task}: its agents have different "
                                "observation or action spaces (use share_params=false or auto)")
-        if choice == "false" or not same:
+        n = len(task.agents)
+        if choice == "false" or not same or n == 1:
             return super().make_groups(task, builder)
-        actor = builder.actor(task.obs_dims[0], task.action_spaces[0], self.cfg)
+        ids = 0 if getattr(task, "obs_has_agent_id", False) else n
+        actor = builder.actor(task.obs_dims[0] + ids, task.action_spaces[0], self.cfg)
         opt = torch.optim.Adam(actor.parameters(), lr=self.cfg.lr, eps=self.cfg.adam_eps)
-        return [ActorGroup(actor, opt, list(range(len(task.agents))))]
+        return [ActorGroup(actor, opt, list(range(n)), agent_ids=ids)]
 
 
 @hookimpl
