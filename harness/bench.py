@@ -19,7 +19,10 @@ A suite file::
 
 Overrides apply in this order: harness defaults, threads=1, the [suite] budget, tuned values,
 [config], [tasks.T], [schemes.S]. Runs go to ``<out>/<task>/<scheme>/seed_<k>/``. Re-running the
-same command skips finished runs and resumes unfinished ones from their last checkpoint.
+same command skips finished runs and resumes unfinished ones from their last checkpoint; a run
+counts for the suite only if its config digest equals what the suite now asks. A run made with
+another config stops the suite before anything runs (naming the run and the keys that differ);
+``--rerun-changed`` moves such runs aside to ``<out>/.replaced/<time>/`` and trains them afresh.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import TrainConfig, build_config, load_overrides_file, need, read_spec_file
+from harness.config import TrainConfig, build_config, config_diff, load_overrides_file, need, read_spec_file
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
 from harness.results import RunDir
@@ -163,14 +166,59 @@ def _run_one(spec: RunSpec, plugins: list[str]) -> tuple[str, float | None]:
     return spec.label, float(rows[-1]["eval_return"]) if rows else None
 
 
+def run_state(spec: RunSpec) -> tuple[str, str]:
+    """``(state, detail)``: ``new``, ``partial``, ``finished``, or ``changed`` (its directory holds a run
+    made with another config than the suite asks; ``detail`` names the differing keys)."""
+    run = RunDir(spec.out)
+    try:
+        old = run.read_config()
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"{run.config_file}: unreadable ({exc}); move the run directory aside") from None
+    if old is not None:
+        cfg = build_config(spec.overrides)
+        if not isinstance(old, dict) or old.get("config_digest") != cfg.digest():
+            saved = old.get("config") if isinstance(old, dict) else None
+            return "changed", config_diff(saved if isinstance(saved, dict) else {}, cfg.to_dict())
+    if run.done:
+        return "finished", ""
+    return ("partial" if run.checkpoint_file.exists() else "new"), ""
+
+
+def check_changed(suite: Suite, rerun_changed: bool = False) -> list[Path]:
+    """Stop (one line) when a run directory of the suite holds a run made with another config; with
+    ``rerun_changed``, move each such run to ``<out>/.replaced/<time>/...`` instead (never delete it)
+    and return where they went."""
+    changed = [(r, detail) for r in suite.runs for state, detail in [run_state(r)] if state == "changed"]
+    if not changed:
+        return []
+    if not rerun_changed:
+        spec, detail = changed[0]
+        more = f" (and {len(changed) - 1} more run(s))" if len(changed) > 1 else ""
+        raise HarnessError(f"{spec.out} was made with another config than the suite now asks ({detail}){more}; "
+                           "pass --rerun-changed to move such runs aside and train them afresh, or use another --out")
+    out: Path = suite.out  # type: ignore[attr-defined]
+    aside = out / ".replaced" / time.strftime("%Y%m%dT%H%M%S")
+    moved = []
+    for spec, detail in changed:
+        target = aside / spec.out.relative_to(out) if spec.out.is_relative_to(out) else aside / spec.out.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        spec.out.rename(target)
+        print(f"moved {spec.out} ({detail}) to {target}", file=sys.stderr)
+        moved.append(target)
+    return moved
+
+
 def _steps_done(spec: RunSpec) -> int:
     rows = RunDir(spec.out).rows()
     return int(rows[-1]["env_steps"]) if rows else 0
 
 
-def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress: bool = True) -> int:
-    """Run every unfinished run of ``suite``; return the number of runs that failed."""
+def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress: bool = True,
+              rerun_changed: bool = False) -> int:
+    """Run every unfinished run of ``suite``; return the number of runs that failed. Runs made with
+    another config stop it first, or are moved aside with ``rerun_changed`` (:func:`check_changed`)."""
     out: Path = suite.out  # type: ignore[attr-defined]
+    check_changed(suite, rerun_changed)
     out.mkdir(parents=True, exist_ok=True)
     todo = [r for r in suite.runs if not RunDir(r.out).done]
     done_before = len(suite.runs) - len(todo)
@@ -218,6 +266,7 @@ def describe(suite: Suite) -> list[str]:
     lines = []
     for r in suite.runs:
         cfg: TrainConfig = build_config(r.overrides)
-        state = "finished" if RunDir(r.out).done else ("partial" if RunDir(r.out).checkpoint_file.exists() else "new")
-        lines.append(f"{r.label}: {cfg.steps} steps, {cfg.iterations} iterations -> {r.out} [{state}]")
+        state, detail = run_state(r)
+        note = f": {detail}" if detail else ""
+        lines.append(f"{r.label}: {cfg.steps} steps, {cfg.iterations} iterations -> {r.out} [{state}{note}]")
     return lines

@@ -64,7 +64,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(describe(suite)))
         return 0
-    failed = run_suite(suite, jobs=args.jobs, plot=not args.no_plot, progress=not args.quiet)
+    failed = run_suite(suite, jobs=args.jobs, plot=not args.no_plot, progress=not args.quiet,
+                       rerun_changed=args.rerun_changed)
     if failed:
         print(f"harness: error: {failed} run(s) failed; re-run the same command to retry them", file=sys.stderr)
         return 1
@@ -139,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results directory (default results/<suite name>)")
     p.add_argument("--no-plot", action="store_true", help="do not plot at the end")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state, train nothing")
+    p.add_argument("--rerun-changed", action="store_true",
+                   help="move runs made with another config than the suite asks to <out>/.replaced/<time>/ "
+                        "and train them afresh (default: stop and name them)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
 

@@ -150,6 +150,25 @@ def apply_override(cfg: TrainConfig, key: str, value: Any) -> None:
     setattr(cfg, key, value)
 
 
+def _flatten(config: dict[str, Any]) -> dict[str, str]:
+    """``{"lr": 0.001, "env": {"continuous": True}}`` -> ``{"lr": "0.001", "env.continuous": "true"}``."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        if key == "env" and isinstance(value, dict):
+            flat.update({f"env.{k}": json.dumps(v, sort_keys=True) for k, v in value.items()})
+        else:
+            flat[key] = json.dumps(value, sort_keys=True)
+    return flat
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The keys on which two configs (as :meth:`TrainConfig.to_dict` gives them) differ, with both
+    values: ``lr 0.0005 -> 0.001, steps 1000 -> 2000`` (``(unset)`` where a key is missing)."""
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return ", ".join(f"{k} {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in keys) or "(no key differs)"
+
+
 def parse_set(items: list[str]) -> list[tuple[str, str]]:
     """Split ``key=value`` strings from ``--set``."""
     pairs = []

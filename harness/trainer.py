@@ -18,7 +18,7 @@ import torch
 
 from harness import __version__
 from harness.advantage import gae
-from harness.config import TrainConfig
+from harness.config import TrainConfig, config_diff
 from harness.envs import VecTask
 from harness.errors import HarnessError, PluginError
 from harness.evaluation import play_fixed_episodes
@@ -264,8 +264,8 @@ class Trainer:
         run, cfg = self.run, self.cfg
         old = run.read_config()
         if old is not None and old.get("config_digest") != cfg.digest():
-            raise HarnessError(f"{str(run.path)!r} holds a run with a different config "
-                               f"(digest {old.get('config_digest')} vs {cfg.digest()}); use another --out")
+            raise HarnessError(f"{str(run.path)!r} holds a run with a different config ("
+                               f"{config_diff(old.get('config') or {}, cfg.to_dict())}); use another --out")
         if run.done:
             return False
         ckpt = run.load_checkpoint()

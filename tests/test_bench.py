@@ -127,3 +127,47 @@ def test_bench_resumes_after_a_killed_worker_without_duplicates(tmp_path):
         assert RunDir(r).done_file.stat().st_mtime == mtime  # finished runs were not re-run
     assert (out / "plots" / "curves.png").stat().st_size > 10_000
     assert (out / "plots" / "summary.md").read_text().count("mpe/simple_spread") >= 2
+
+
+def test_an_edited_suite_does_not_reuse_runs_made_with_another_config(tmp_path):
+    path = write(tmp_path, SUITE.format(steps=50).replace("seeds = 2", "seeds = 1"))
+    out = tmp_path / "out"
+    first = subprocess.run([HARNESS, "bench", str(path), "--out", str(out), "--quiet"],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    happo = out / "mpe" / "simple_spread" / "happo" / "seed_1"
+    old_metrics = (happo / "metrics.csv").read_text()
+    # Raise the budget and change lr: the finished runs no longer count for the suite.
+    path.write_text(path.read_text().replace("steps = 50", "steps = 100").replace("[config]", "[config]\nlr = 0.001"))
+    dry = subprocess.run([HARNESS, "bench", str(path), "--out", str(out), "--dry-run"], capture_output=True, text=True)
+    assert dry.returncode == 0
+    assert f"-> {happo} [changed: lr 0.0005 -> 0.001, steps 50 -> 100]" in dry.stdout
+    refused = subprocess.run([HARNESS, "bench", str(path), "--out", str(out), "--quiet"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        f"harness: error: {happo} was made with another config than the suite now asks (lr 0.0005 -> 0.001, "
+        "steps 50 -> 100) (and 1 more run(s)); pass --rerun-changed to move such runs aside and train them afresh, "
+        "or use another --out"]
+    assert (happo / "metrics.csv").read_text() == old_metrics  # nothing was touched
+    again = subprocess.run([HARNESS, "bench", str(path), "--out", str(out), "--quiet", "--rerun-changed"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    moved = list((out / ".replaced").glob("*/mpe/simple_spread/happo/seed_1"))
+    assert len(moved) == 1 and (moved[0] / "metrics.csv").read_text() == old_metrics
+    assert f"moved {happo} (lr 0.0005 -> 0.001, steps 50 -> 100) to {moved[0]}" in again.stderr
+    assert [int(r["env_steps"]) for r in RunDir(happo).rows()][-1] == 100
+    assert "[finished]" in subprocess.run([HARNESS, "bench", str(path), "--out", str(out), "--dry-run"],
+                                          capture_output=True, text=True).stdout
+    summary = (out / "plots" / "summary.csv").read_text()  # the moved runs are not plotted beside the new ones
+    assert summary.count("mpe/simple_spread") == 2
+
+
+def test_train_refusal_names_the_differing_keys(tmp_path):
+    base = [HARNESS, "train", "--steps", "50", "--set", "n_envs=2", "--set", "rollout_length=25", "--set",
+            "eval_episodes=2", "--set", "eval_envs=2", "--out", str(tmp_path / "r"), "--quiet"]
+    assert subprocess.run(base, capture_output=True, text=True, timeout=300).returncode == 0
+    proc = subprocess.run(base + ["--set", "clip=0.1", "--set", "env.continuous=true"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"harness: error: {str(tmp_path / 'r')!r} holds a run with a different config "
+                                   "(clip 0.2 -> 0.1, env.continuous (unset) -> \"true\"); use another --out")
