@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import TrainConfig, build_config, config_diff, load_overrides_file, need, read_spec_file
+from harness.config import (TrainConfig, build_config, config_diff, load_overrides_file, need, need_unique,
+                            read_spec_file)
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
 from harness.results import RunDir
@@ -111,6 +112,8 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
         need(seeds >= 1, path, f"[suite] seeds={seeds} must be >= 1")
         seeds = list(range(1, seeds + 1))
     seeds = _list_of(seeds, int, path, "seeds")
+    for key, values in (("schemes", schemes), ("tasks", tasks), ("seeds", seeds)):
+        need_unique(values, path, f"[suite] {key}")
     for key in ("steps", "eval_interval", "eval_episodes"):
         if key in suite:
             v = suite[key]

@@ -199,6 +199,15 @@ def need(cond: bool, path: Path, message: str) -> None:
         raise HarnessError(f"{path}: {message}")
 
 
+def need_unique(values: list[Any], path: Path, what: str) -> None:
+    """Refuse a list that names something twice (two runs would write one directory)."""
+    seen: set[Any] = set()
+    dup = [v for v in values if v in seen or seen.add(v)]
+    if dup:
+        raise HarnessError(f"{path}: {what} lists {dup[0]!r} more than once; each may appear once "
+                           "(two runs would write the same run directory)")
+
+
 def read_spec_file(path: Path, what: str, tables: set[str], main_keys: set[str],
                    required: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A suite or sweep file: only the known ``tables``, a ``[<what>]`` table with only ``main_keys``

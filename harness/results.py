@@ -54,14 +54,25 @@ def git_commit() -> str | None:
         return None
 
 
+def fsync_dir(path: Path) -> None:
+    """Make the directory entries of ``path`` (renames, new files) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that a reader sees the old or the new content, never a mix."""
+    """Write a file so that a reader sees the old or the new content, never a mix, and the new
+    content survives a power loss once this returns (file and directory entry fsync'ed)."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 class RunDir:
@@ -95,9 +106,18 @@ class RunDir:
                                f"{_size(needed_bytes)} for its checkpoints and logs")
 
     def read_config(self) -> dict[str, Any] | None:
+        """The run's config.json, None when there is none; a damaged one is a one-line error."""
         if not self.config_file.exists():
             return None
-        return json.loads(self.config_file.read_text())
+        try:
+            record = json.loads(self.config_file.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise HarnessError(f"{self.config_file}: not valid JSON ({exc}); restore it or move the run "
+                               "directory aside") from None
+        if not isinstance(record, dict):
+            raise HarnessError(f"{self.config_file}: holds a {type(record).__name__}, not a JSON object; "
+                               "restore it or move the run directory aside")
+        return record
 
     def write_config(self, record: dict[str, Any]) -> None:
         atomic_write_bytes(self.config_file, json.dumps(record, indent=2, sort_keys=True).encode())
@@ -139,8 +159,14 @@ class RunDir:
         return rows
 
     def keep_rows_up_to(self, iteration: int) -> None:
-        """Drop rows after ``iteration`` (and any partial line) before a resumed run appends."""
+        """Drop rows after ``iteration`` (and any partial line) before a resumed run appends; refuse
+        (one line) when rows before it are missing, since the run would finish with a gap."""
         rows = [r for r in self.rows() if int(r["iteration"]) <= iteration]
+        missing = sorted(set(range(iteration + 1)) - {int(r["iteration"]) for r in rows})
+        if missing:
+            raise HarnessError(f"{self.metrics_file}: rows of iterations {_ranges(missing)} are missing before the "
+                               f"checkpoint (iteration {iteration}); the run cannot continue without a gap: restore "
+                               "the file, or delete the run directory's checkpoints to train it afresh")
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -157,36 +183,18 @@ class RunDir:
             fh.flush()
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Write ``checkpoint.pt`` atomically, keeping the previous one as ``checkpoint.prev.pt``."""
+        """Write ``checkpoint.pt`` atomically, keeping the previous one as ``checkpoint.prev.pt``.
+
+        The metrics rows it follows are fsync'ed first, so after a power loss a checkpoint is never
+        ahead of the rows it continues from."""
         buf = io.BytesIO()
         torch.save(state, buf)
+        if self.metrics_file.exists():
+            with open(self.metrics_file, "rb") as fh:
+                os.fsync(fh.fileno())
         if self.checkpoint_file.exists():
             os.replace(self.checkpoint_file, self.previous_checkpoint_file)
         atomic_write_bytes(self.checkpoint_file, buf.getvalue())
-
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        """The newest readable checkpoint: ``checkpoint.pt``, or ``checkpoint.prev.pt`` with a warning
-        when the newest is missing or damaged; None when there is none; an error when every
-        checkpoint present is damaged."""
-        damaged = []
-        for path in (self.checkpoint_file, self.previous_checkpoint_file):
-            if not path.exists():
-                continue
-            try:
-                state = torch.load(path, weights_only=False)
-                if not isinstance(state, dict) or "iteration" not in state:
-                    raise ValueError("not a harness checkpoint")
-            except Exception as exc:
-                damaged.append(f"{path.name} ({type(exc).__name__})")
-                continue
-            if damaged:
-                print(f"harness: warning: {self.path}: {damaged[0]} is unreadable; resuming from {path.name} "
-                      f"(iteration {state['iteration']})", file=sys.stderr)
-            return state
-        if damaged:
-            raise HarnessError(f"every checkpoint in {str(self.path)!r} is unreadable: {', '.join(damaged)}; "
-                               "delete them to start the run again")
-        return None
 
     def save_best(self, state: dict[str, Any]) -> None:
         buf = io.BytesIO()
@@ -202,6 +210,18 @@ class RunDir:
     @property
     def done(self) -> bool:
         return self.done_file.exists()
+
+
+def _ranges(values: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``0-2, 5``."""
+    parts, start = [], None
+    for k, v in enumerate(values):
+        if start is None:
+            start = v
+        if k + 1 == len(values) or values[k + 1] != v + 1:
+            parts.append(f"{start}-{v}" if v != start else f"{v}")
+            start = None
+    return ", ".join(parts)
 
 
 def _size(n: float) -> str:

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import FIELDS, build_config, need, read_spec_file
+from harness.config import FIELDS, build_config, need, need_unique, read_spec_file
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
 from harness.tasks import make_task
@@ -180,6 +180,8 @@ def load_sweep(path: str | Path, out: str | Path | None = None, regs: Registries
         seeds = list(range(1, seeds + 1))
     need(isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds), path,
           f"[sweep] seeds={seeds!r} must be a positive integer or a list of integers")
+    need_unique(tasks, path, "[sweep] tasks")
+    need_unique(seeds, path, "[sweep] seeds")
     window = sw.get("objective_window", 0.25)
     need(isinstance(window, (int, float)) and 0 < window <= 1, path,
           f"[sweep] objective_window={window!r} must be in (0, 1]")

@@ -18,6 +18,7 @@ import torch
 
 from harness import __version__
 from harness.advantage import gae
+from harness.checkpoint import capture_rng, restore_rng, resume_from
 from harness.config import TrainConfig, config_diff
 from harness.envs import VecTask
 from harness.errors import HarnessError, PluginError
@@ -26,6 +27,7 @@ from harness.plugins import Registries
 from harness.ppo import Batch
 from harness.provenance import code_digest, code_record
 from harness.results import RunDir, git_commit, versions
+from harness.run_lock import RunLock
 from harness.task_check import TaskChecker
 from harness.tasks import make_task, split_task
 
@@ -228,10 +230,9 @@ class Trainer:
             "config_digest": self.cfg.digest(),
             "iteration": self.iteration,
             "env_steps": self.env_steps,
+            "task_spec": self.task.spec(),
             "scheme": self.scheme.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
-            "python_rng": random.getstate(),
+            "rng": capture_rng(),
             "act_rng": self.act_rng.bit_generator.state,
             "episodes": self.task.episode_counters(),
             "best": self.best,
@@ -242,9 +243,7 @@ class Trainer:
         self.iteration = ckpt["iteration"]
         self.env_steps = ckpt["env_steps"]
         self.scheme.load_state_dict(ckpt["scheme"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        np.random.set_state(ckpt["numpy_rng"])
-        random.setstate(ckpt["python_rng"])
+        restore_rng(ckpt["rng"])
         self.act_rng.bit_generator.state = ckpt["act_rng"]
         self.best = ckpt.get("best", self.best)
         self._best_state = ckpt.get("best_state", self._best_state)
@@ -262,15 +261,19 @@ class Trainer:
 
     def _start_run_dir(self) -> bool:
         run, cfg = self.run, self.cfg
+        self._lock = RunLock(run.path)
+        self._lock.acquire()  # before anything is read or written; released by close()
         old = run.read_config()
         if old is not None and old.get("config_digest") != cfg.digest():
             raise HarnessError(f"{str(run.path)!r} holds a run with a different config ("
                                f"{config_diff(old.get('config') or {}, cfg.to_dict())}); use another --out")
         if run.done:
             return False
-        ckpt = run.load_checkpoint()
+        if old is None and (run.checkpoint_file.exists() or run.previous_checkpoint_file.exists()):
+            raise HarnessError(f"{str(run.path)!r} has checkpoints but no config.json, so it cannot be checked "
+                               "that they belong to this run; restore config.json or use another --out")
+        ckpt = resume_from(run, cfg.digest(), self.task.spec(), self.restore)
         if ckpt is not None:
-            self.restore(ckpt)
             run.keep_rows_up_to(self.iteration)
             self._log(f"resuming {run.path} from iteration {self.iteration} ({self.env_steps} steps)")
         else:
@@ -413,6 +416,8 @@ class Trainer:
         if getattr(self, "_closed", False):
             return
         self._closed = True
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
         self.task.close()
         if self.eval_task is not None:
             self.eval_task.close()

@@ -144,7 +144,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert res.returncode == 2
     assert "training diverged at iteration 5: non-finite policy_loss; the last checkpoint is kept" in res.stderr
     import torch
-    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["iteration"] == 3  # checkpoint_interval=3: the last one before the NaN
     assert [int(r["iteration"]) for r in rows(out)] == [0, 1, 2, 3, 4]  # nothing of the bad iteration
     assert not (out / "DONE").exists()

@@ -1,0 +1,63 @@
+"""One writer per run directory: an OS-level lock held by the process that trains the run.
+
+The lock is ``flock`` on ``<run>/.lock``, taken before anything is written and released when the
+run ends, or by the operating system when the process dies in any way (SIGKILL included), so a stale
+lock never blocks a re-run. The file names the holder (pid, host, start time) for the one-line
+error a second writer gets.
+
+On a shared filesystem: Linux's NFS client turns ``flock`` into a lock held by the NFS server
+(NFSv4, or NFSv3 with the lock daemon), so writers on different nodes exclude each other, and a
+crashed node's lock is freed when its lease expires (about 90 s on NFSv4). On a mount without
+server-side locking (NFS ``nolock``, Lustre without its ``flock`` option) the lock only excludes
+writers on the same node.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+class RunLock:
+    """An exclusive lock on one run directory."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.file = self.directory / ".lock"
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise a one-line error naming the directory and the process holding it."""
+        if self._fd is not None:
+            return
+        fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise HarnessError(f"run directory {str(self.directory)!r} is being written by {holder}; "
+                               "wait for it to finish or stop it (one writer per run)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()} since "
+                      f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Release the lock (the file stays; an unlocked file blocks nobody)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
