@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import stopping
 from harness.config import (TrainConfig, build_config, config_diff, load_overrides_file, need, need_unique,
                             read_spec_file)
 from harness.errors import HarnessError
@@ -164,7 +165,8 @@ def _run_one(spec: RunSpec, plugins: list[str]) -> tuple[str, float | None]:
     from harness.trainer import Trainer
     regs = load_plugins(plugins)
     cfg = build_config(spec.overrides)
-    Trainer(cfg, regs, spec.out, progress=False).run_training()
+    with stopping.working():
+        Trainer(cfg, regs, spec.out, progress=False).run_training()
     rows = [r for r in RunDir(spec.out).rows() if r["eval_return"]]
     return spec.label, float(rows[-1]["eval_return"]) if rows else None
 
@@ -236,25 +238,44 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
         bar = tqdm(total=total_steps, unit="step", desc=f"bench {suite.name}", dynamic_ncols=True, file=sys.stderr)
     if todo:
         start_steps = {id(r): _steps_done(r) for r in todo}
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        ctx = mp.get_context("spawn")
+        stop_event = ctx.Event()
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=stopping.worker_setup,
+                                      initargs=(os.getpid(), stop_event))
+        try:
             futures = {pool.submit(_run_one, r, suite.plugins): r for r in todo}
             pending = set(futures)
             while pending:
-                finished, pending = cf.wait(pending, timeout=2.0, return_when=cf.FIRST_COMPLETED)
+                if stopping.requested() is not None and not stop_event.is_set():
+                    # Queued runs are cancelled; running ones checkpoint and stop within an iteration.
+                    for fut in pending:
+                        fut.cancel()
+                    stop_event.set()
+                finished, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
                 for fut in finished:
                     spec = futures[fut]
                     try:
                         label, final = fut.result()
                         msg = f"done: {label}: final eval return {final:.2f}" if final is not None else f"done: {label}"
+                    except (cf.CancelledError, KeyboardInterrupt):
+                        msg = f"stopped: {spec.label}" if not fut.cancelled() else ""
                     except Exception as exc:  # one failed run must not stop the others
                         failures.append(f"{spec.label}: {type(exc).__name__}: {exc}")
                         msg = f"FAILED: {spec.label}: {exc}"
-                    (bar.write(msg, file=sys.stderr) if bar else print(msg, file=sys.stderr))
+                    if msg:
+                        (bar.write(msg, file=sys.stderr) if bar else print(msg, file=sys.stderr))
                 if bar is not None:
                     bar.n = sum(_steps_done(r) - start_steps[id(r)] for r in todo)
                     bar.refresh()
-        if bar is not None:
-            bar.close()
+        except KeyboardInterrupt:  # asked twice: stop the workers now (their checkpoints stay)
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.kill()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if bar is not None:
+                bar.close()
+        stopping.check()
     for f in failures:
         print(f"harness: run failed: {f}", file=sys.stderr)
     if plot and len(failures) < len(suite.runs):

@@ -172,13 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from harness import stopping
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    stopping.install()
     try:
         return args.func(args)
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
+    except stopping.Interrupted as exc:
+        print(f"harness: stopped by {exc}: running work was checkpointed and queued work not started; "
+              "re-run the same command to resume", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; finished checkpoints and metrics are kept, re-run the command to resume",
               file=sys.stderr)

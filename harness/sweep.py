@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import stopping
 from harness.config import FIELDS, build_config, need, need_unique, read_spec_file
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
@@ -284,7 +285,7 @@ def make_objective(sweep: Sweep, regs: Registries, progress: bool):
         # A trial re-queued after its worker died keeps the run directories of the trial it retries.
         frozen = trial.study._storage.get_trial(trial._trial_id)
         history = frozen.system_attrs.get("retry_history", [])
-        origin = history[0] if history else trial.number
+        origin = history[0] if history else frozen.user_attrs.get("retry_of", trial.number)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr("run_dir", str(sweep.out / "trials" / str(origin)))
         runs = trial_configs(sweep, params)
@@ -326,6 +327,11 @@ def make_objective(sweep: Sweep, regs: Registries, progress: bool):
                 raise HarnessError(f"objective is not finite ({value})")
             return value
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt as exc:  # stopped by a signal: the runs checkpointed; a re-run retries it
+            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr("fail_reason", f"interrupted ({exc}); re-running the sweep retries it from its "
+                                               "runs' checkpoints")
             raise
         except Exception as exc:  # recorded on the trial; the sweep goes on
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:2000])
@@ -423,6 +429,26 @@ def open_study(sweep: Sweep, storage: str | None, resume: bool, offset: int = 0)
     return study
 
 
+def requeue_interrupted(study) -> list[int]:
+    """Queue a retry (same parameters, same run directories) of every trial a signal interrupted
+    that has no retry yet; return the numbers of the trials retried."""
+    from optuna.trial import TrialState
+    trials = study.get_trials(deepcopy=False)
+    def origin(t):
+        history = t.system_attrs.get("retry_history", [])
+        return history[0] if history else t.user_attrs.get("retry_of", t.number)
+    done = {}
+    for t in trials:
+        done.setdefault(origin(t), []).append(t)
+    retried = []
+    for t in trials:
+        if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") \
+                and not any(o.number > t.number for o in done[origin(t)]):
+            study.enqueue_trial(t.params, user_attrs={"retry_of": origin(t)}, skip_if_exists=False)
+            retried.append(t.number)
+    return retried
+
+
 def _counts(study) -> dict[str, int]:
     from optuna.trial import TrialState
     trials = study.get_trials(deepcopy=False)
@@ -476,12 +502,17 @@ def _print_trial(study, trial, counts: dict[str, int], total: int) -> None:
           f"({counts['pruned']} pruned, {counts['fail']} failed); {best}", file=sys.stderr, flush=True)
 
 
-def _worker_main(sweep: Sweep, storage: str | None, total: int, offset: int, progress: bool) -> None:
+def _worker_main(sweep: Sweep, storage: str | None, total: int, offset: int, progress: bool,
+                 parent: int = 0, stop_event: Any = None) -> None:
+    stopping.worker_setup(parent or os.getppid(), stop_event)
     try:
-        worker(sweep, storage, total, offset, progress)
+        with stopping.working():
+            worker(sweep, storage, total, offset, progress)
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except stopping.Interrupted as exc:
+        sys.exit(exc.exit_code)
 
 
 def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = None, jobs: int = 1,
@@ -494,19 +525,33 @@ def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = Non
         raise HarnessError(f"--jobs {jobs} must be >= 1")
     sweep.out.mkdir(parents=True, exist_ok=True)
     study = open_study(sweep, storage, resume)
+    retried = requeue_interrupted(study)
     if progress:
         print(f"sweep {sweep.name}: study in {_safe_url(sweep.storage_url(storage))}, "
-              f"{_finished(study)}/{total} trials finished, {jobs} worker(s)", file=sys.stderr)
+              f"{_finished(study)}/{total} trials finished, {jobs} worker(s)"
+              + (f"; retrying interrupted trial(s) {retried} from their checkpoints" if retried else ""),
+              file=sys.stderr)
     if jobs == 1:
         worker(sweep, storage, total, 0, progress)
     else:
         ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=_worker_main, args=(sweep, storage, total, k, progress)) for k in range(jobs)]
-        for p in procs:
-            p.start()
-            time.sleep(0.5)  # let the first create the tables before the others connect
-        for p in procs:
-            p.join()
+        stop_event = ctx.Event()
+        procs = [ctx.Process(target=_worker_main, args=(sweep, storage, total, k, progress, os.getpid(), stop_event))
+                 for k in range(jobs)]
+        try:
+            for p in procs:
+                p.start()
+                time.sleep(0.5)  # let the first create the tables before the others connect
+            while any(p.is_alive() for p in procs):
+                if stopping.requested() is not None:
+                    stop_event.set()  # each worker's running trial checkpoints its runs and stops
+                for p in procs:
+                    p.join(timeout=0.25)
+        except KeyboardInterrupt:  # asked twice: stop the workers now (their checkpoints stay)
+            for p in procs:
+                p.kill()
+            raise
+        stopping.check()
         bad = [p.exitcode for p in procs if p.exitcode != 0]
         if bad:
             raise HarnessError(f"{len(bad)} sweep worker(s) exited with codes {bad}; re-run with --resume to continue")

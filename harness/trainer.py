@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from harness import __version__
+from harness import __version__, stopping
 from harness.advantage import gae
 from harness.checkpoint import capture_rng, restore_rng, resume_from
 from harness.config import TrainConfig, config_diff
@@ -307,6 +307,7 @@ class Trainer:
             if not self.prepare_run():
                 self._log(f"{self.run.path} is already finished; nothing to do")
                 return
+            stopping.check()  # a stop requested before this run started: leave it for the re-run
             if self.progress:
                 from tqdm import tqdm
                 bar = tqdm(total=cfg.iterations * cfg.batch_steps, initial=self.env_steps, unit="step",
@@ -316,6 +317,8 @@ class Trainer:
             recent = float("nan")
             t_start = time.perf_counter()
             while self.iteration < cfg.iterations:
+                if stopping.requested() is not None:
+                    self._stop_at_checkpoint()
                 frac = 1.0 - self.iteration / cfg.iterations if cfg.lr_decay else 1.0
                 self.scheme.set_lr_fraction(frac)
                 t0 = time.perf_counter()
@@ -339,6 +342,7 @@ class Trainer:
                 self._emit(row)
                 if self.run is not None and (last or self.iteration % cfg.checkpoint_interval == 0):
                     self.run.save_checkpoint(self.checkpoint_state())
+                    self._saved_at = self.iteration
                 if bar is not None:
                     bar.update(cfg.batch_steps)
                     bar.set_postfix(ret=f"{recent:.1f}", sps=f"{row['steps_per_s']:.0f}", refresh=False)
@@ -351,6 +355,14 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self.close()
+
+    def _stop_at_checkpoint(self) -> None:
+        """A stop was requested (a signal): checkpoint the iteration reached, then raise Interrupted."""
+        if self.run is not None and self.iteration > 0 and getattr(self, "_saved_at", None) != self.iteration:
+            self.run.save_checkpoint(self.checkpoint_state())
+            self._saved_at = self.iteration
+        self._log(f"stopped at iteration {self.iteration} ({self.env_steps} steps); checkpoint kept")
+        stopping.check()
 
     def _track_best(self, eval_return: float) -> None:
         """Keep the policy with the best evaluation return so far (best.pt in a run directory)."""

@@ -1,0 +1,121 @@
+"""Stopping cleanly: SIGINT or SIGTERM asks the training in this process to checkpoint at the end of
+the iteration it is in and stop (a second signal stops at once); worker processes stop the same way
+when their parent asks them to, or when their parent dies, so a worker never outlives its parent.
+
+``install()`` sets the handlers (in the main thread), ``check()`` raises :class:`Interrupted` once a
+stop was requested, and ``watch(parent_pid, event)`` starts a thread that requests a stop when the
+parent process is gone or sets ``event``. Exit codes follow the shell: 128 + the signal number
+(130 for SIGINT, 143 for SIGTERM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from typing import Any, Iterator
+
+_requested: int | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised where work stops after a stop request; ``exit_code`` is 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    def __reduce__(self) -> tuple:  # crosses process boundaries (a pool worker's result)
+        return (Interrupted, (self.signum,))
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def requested() -> int | None:
+    """The signal that asked this process to stop, or None."""
+    return _requested
+
+
+def request(signum: int = signal.SIGTERM) -> None:
+    """Ask the work in this process to stop at its next check."""
+    global _requested
+    if _requested is None:
+        _requested = int(signum)
+
+
+def reset() -> None:
+    """Forget a stop request (for a process that goes on with other work)."""
+    global _requested
+    _requested = None
+
+
+def check() -> None:
+    """Raise :class:`Interrupted` if a stop was requested."""
+    if _requested is not None:
+        raise Interrupted(_requested)
+
+
+def _handler(signum: int, _frame: Any) -> None:
+    if _requested is not None:  # asked twice: stop now
+        raise Interrupted(signum)
+    request(signum)
+
+
+def install() -> None:
+    """Handle SIGINT and SIGTERM by requesting a stop (only possible in the main thread)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _handler)
+
+
+_parent: int | None = None
+_busy = 0
+
+
+def _orphaned() -> bool:
+    return _parent is not None and os.getppid() != _parent
+
+
+@contextlib.contextmanager
+def working() -> Iterator[None]:
+    """Mark a unit of work (one run) in a worker process: a worker whose parent died finishes it
+    (checkpointing at the next iteration) and then exits instead of waiting for more work."""
+    global _busy
+    _busy += 1
+    try:
+        yield
+    finally:
+        _busy -= 1
+        if _orphaned():
+            os._exit(128 + signal.SIGTERM)
+
+
+def watch(parent_pid: int, event: Any = None, grace_s: float = 60.0) -> None:
+    """Request a stop when ``parent_pid`` is no longer this process's parent (it died) or when
+    ``event`` is set. An orphaned process exits as soon as no work is running, and at the latest
+    ``grace_s`` seconds after its parent died."""
+    global _parent
+    _parent = parent_pid
+
+    def run() -> None:
+        while not _orphaned() and not (event is not None and event.is_set()):
+            time.sleep(0.25)
+        request(signal.SIGTERM)
+        while not _orphaned():  # asked by a living parent: it ends this process
+            time.sleep(0.25)
+        deadline = time.monotonic() + grace_s
+        while _busy and time.monotonic() < deadline:
+            time.sleep(0.25)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=run, name="harness-stop-watch", daemon=True).start()
+
+
+def worker_setup(parent_pid: int, event: Any = None) -> None:
+    """Initializer of a worker process: stop on signals, on ``event`` and when the parent dies."""
+    install()
+    watch(parent_pid, event)
