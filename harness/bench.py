@@ -38,10 +38,10 @@ from typing import Any
 
 from harness import stopping
 from harness.config import (TrainConfig, build_config, config_diff, load_overrides_file, need, need_unique,
-                            read_spec_file)
+                            read_spec_file, seed_list)
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
-from harness.results import RunDir
+from harness.results import RunDir, check_writable
 from harness.tasks import make_task, split_task
 
 SUITE_KEYS = {"name", "description", "schemes", "tasks", "seeds", "steps", "eval_interval", "eval_episodes",
@@ -108,12 +108,8 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
     data, suite = read_spec_file(path, "suite", TOP_KEYS, SUITE_KEYS, ("schemes", "tasks", "seeds", "steps"))
     schemes = _list_of(suite["schemes"], str, path, "schemes")
     tasks = _list_of(suite["tasks"], str, path, "tasks")
-    seeds = suite["seeds"]
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        need(seeds >= 1, path, f"[suite] seeds={seeds} must be >= 1")
-        seeds = list(range(1, seeds + 1))
-    seeds = _list_of(seeds, int, path, "seeds")
-    for key, values in (("schemes", schemes), ("tasks", tasks), ("seeds", seeds)):
+    seeds = seed_list(suite["seeds"], path, "[suite]")
+    for key, values in (("schemes", schemes), ("tasks", tasks)):
         need_unique(values, path, f"[suite] {key}")
     for key in ("steps", "eval_interval", "eval_episodes"):
         if key in suite:
@@ -223,8 +219,8 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
     """Run every unfinished run of ``suite``; return the number of runs that failed. Runs made with
     another config stop it first, or are moved aside with ``rerun_changed`` (:func:`check_changed`)."""
     out: Path = suite.out  # type: ignore[attr-defined]
+    check_writable(out)
     check_changed(suite, rerun_changed)
-    out.mkdir(parents=True, exist_ok=True)
     todo = [r for r in suite.runs if not RunDir(r.out).done]
     done_before = len(suite.runs) - len(todo)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))

@@ -93,6 +93,8 @@ class TrainConfig:
         for name in ["gamma", "gae_lambda"]:
             if not 0 <= getattr(self, name) <= 1:
                 raise HarnessError(f"{name}={getattr(self, name)} must be between 0 and 1")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise HarnessError(f"seed={self.seed} must be an integer from 0 to {MAX_SEED}")
         if self.absolute_factor < 0:
             raise HarnessError(f"absolute_factor={self.absolute_factor} must be >= 0")
         if self.eval_interval < 0:
@@ -107,6 +109,11 @@ class TrainConfig:
             raise HarnessError(f"task {self.task!r} must be written family/scenario, e.g. mpe/simple_spread")
         return self
 
+
+#: The largest seed: every generator the run seeds (Python, NumPy, torch) accepts it.
+MAX_SEED = 2**31 - 1
+#: The most seeds a suite or sweep may name by count (``seeds = N``); a list may name any.
+MAX_SEED_COUNT = 1000
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = get_type_hints(TrainConfig)
@@ -189,6 +196,8 @@ def read_toml(path: str | Path, what: str) -> dict[str, Any]:
         raise HarnessError(f"{what} file {str(path)!r} does not exist")
     try:
         return tomllib.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise HarnessError(f"{path}: not a text file (a {what} file is TOML text)") from None
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"{path}: not valid TOML: {exc}") from None
 
@@ -197,6 +206,21 @@ def need(cond: bool, path: Path, message: str) -> None:
     """Raise a one-line error about file ``path`` unless ``cond``."""
     if not cond:
         raise HarnessError(f"{path}: {message}")
+
+
+def seed_list(seeds: Any, path: Path, where: str) -> list[int]:
+    """A suite's or sweep's ``seeds``: a count N (seeds 1..N, at most :data:`MAX_SEED_COUNT`) or a
+    list of seeds, each from 0 to :data:`MAX_SEED`, none twice."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        need(1 <= seeds <= MAX_SEED_COUNT, path, f"{where} seeds={seeds} must be a count from 1 to "
+                                                  f"{MAX_SEED_COUNT}, or a list of seeds")
+        return list(range(1, seeds + 1))
+    ok = isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    need(bool(ok), path, f"{where} seeds={seeds!r} must be a count or a non-empty list of integers")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    need(not bad, path, f"{where} seed {bad[0] if bad else 0} must be from 0 to {MAX_SEED}")
+    need_unique(seeds, path, f"{where} seeds")
+    return seeds
 
 
 def need_unique(values: list[Any], path: Path, what: str) -> None:

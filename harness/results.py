@@ -5,6 +5,7 @@ one row per iteration), ``checkpoint.pt`` (written atomically; the one before it
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -16,7 +17,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -63,16 +64,43 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def check_writable(path: Path, what: str = "output directory") -> None:
+    """Create directory ``path`` and write a probe file in it, or raise a one-line error."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as exc:
+        raise HarnessError(f"cannot write to {what} {str(path)!r}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a failed write (a full disk, a lost mount) into a one-line error that says what survives."""
+    try:
+        yield
+    except OSError as exc:
+        raise HarnessError(f"cannot write {path}: {exc.strerror or exc}; what was written before is kept (the "
+                           "previous checkpoint and the rows up to it): free the space and re-run the same "
+                           "command to resume") from None
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that a reader sees the old or the new content, never a mix, and the new
     content survives a power loss once this returns (file and directory entry fsync'ed)."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    with writing(path):
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            tmp.unlink(missing_ok=True)  # give back the space a partial file took
+            raise
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
 
 
 class RunDir:
@@ -90,13 +118,7 @@ class RunDir:
 
     def prepare(self) -> None:
         """Create the directory and check that it is writable, before any training starts."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write_test"
-            probe.write_bytes(b"x" * 4096)
-            probe.unlink()
-        except OSError as exc:
-            raise HarnessError(f"cannot write to output directory {str(self.path)!r}: {exc.strerror or exc}") from None
+        check_writable(self.path)
 
     def check_space(self, needed_bytes: int) -> None:
         """Refuse to start when the directory's file system has less than ``needed_bytes`` free."""
@@ -175,7 +197,7 @@ class RunDir:
 
     def append_row(self, row: dict[str, Any]) -> None:
         new = not self.metrics_file.exists()
-        with open(self.metrics_file, "a", newline="") as fh:
+        with writing(self.metrics_file), open(self.metrics_file, "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
             if new:
                 writer.writeheader()
@@ -189,11 +211,12 @@ class RunDir:
         ahead of the rows it continues from."""
         buf = io.BytesIO()
         torch.save(state, buf)
-        if self.metrics_file.exists():
-            with open(self.metrics_file, "rb") as fh:
-                os.fsync(fh.fileno())
-        if self.checkpoint_file.exists():
-            os.replace(self.checkpoint_file, self.previous_checkpoint_file)
+        with writing(self.checkpoint_file):
+            if self.metrics_file.exists():
+                with open(self.metrics_file, "rb") as fh:
+                    os.fsync(fh.fileno())
+            if self.checkpoint_file.exists():
+                os.replace(self.checkpoint_file, self.previous_checkpoint_file)
         atomic_write_bytes(self.checkpoint_file, buf.getvalue())
 
     def save_best(self, state: dict[str, Any]) -> None:

@@ -41,6 +41,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import re
 import socket
 import sys
 import time
@@ -49,9 +50,10 @@ from pathlib import Path
 from typing import Any
 
 from harness import stopping
-from harness.config import FIELDS, build_config, need, need_unique, read_spec_file
+from harness.config import FIELDS, build_config, need, need_unique, read_spec_file, seed_list
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
+from harness.results import check_writable
 from harness.tasks import make_task
 
 SWEEP_KEYS = {"name", "description", "scheme", "tasks", "steps", "seeds", "trials", "evaluations", "eval_episodes",
@@ -118,14 +120,27 @@ def parse_dimension(name: str, spec: Any, where: str) -> Dimension:
     if "low" not in spec or "high" not in spec:
         raise HarnessError(f"{where}: {name} needs low and high (or choices); accepted: {accepted}")
     low, high = spec["low"], spec["high"]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or not low < high:
-        raise HarnessError(f"{where}: {name}: low={low!r} and high={high!r} must be numbers with low < high")
+    if not all(_finite_number(v) for v in (low, high)) or not low < high:
+        raise HarnessError(f"{where}: {name}: low={low!r} and high={high!r} must be finite numbers with low < high")
     log = spec.get("log", False)
     if not isinstance(log, bool) or (log and low <= 0):
         raise HarnessError(f"{where}: {name}: log={log!r} needs a boolean and low > 0")
     is_int = isinstance(low, int) and isinstance(high, int) and FIELDS.get(name) is not None \
         and FIELDS[name].type in (int, "int")
-    return Dimension(name, "int" if is_int else "float", low=low, high=high, log=log, step=spec.get("step"))
+    step = spec.get("step")
+    if step is not None:
+        if not _finite_number(step) or not step > 0 or (is_int and not isinstance(step, int)):
+            raise HarnessError(f"{where}: {name}: step={step!r} must be a positive "
+                               f"{'integer' if is_int else 'number'}")
+        if log:
+            raise HarnessError(f"{where}: {name}: log and step cannot be combined (a log scale has no fixed step)")
+        if step > high - low:
+            raise HarnessError(f"{where}: {name}: step={step!r} is larger than high - low = {high - low!r}")
+    return Dimension(name, "int" if is_int else "float", low=low, high=high, log=log, step=step)
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass
@@ -175,14 +190,8 @@ def load_sweep(path: str | Path, out: str | Path | None = None, regs: Registries
     tasks = [tasks] if isinstance(tasks, str) else tasks
     need(isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks), path,
           f"[sweep] tasks={tasks!r} must be a non-empty list of task names")
-    seeds = sw.get("seeds", 1)
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        need(seeds >= 1, path, f"[sweep] seeds={seeds} must be >= 1")
-        seeds = list(range(1, seeds + 1))
-    need(isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds), path,
-          f"[sweep] seeds={seeds!r} must be a positive integer or a list of integers")
+    seeds = seed_list(sw.get("seeds", 1), path, "[sweep]")
     need_unique(tasks, path, "[sweep] tasks")
-    need_unique(seeds, path, "[sweep] seeds")
     window = sw.get("objective_window", 0.25)
     need(isinstance(window, (int, float)) and 0 < window <= 1, path,
           f"[sweep] objective_window={window!r} must be in (0, 1]")
@@ -386,12 +395,12 @@ def make_storage(sweep: Sweep, storage: str | None):
 
 
 def _safe_url(url: str) -> str:
-    """The URL without its password."""
+    """The URL without its password (in ``user:password@`` or in a ``password=`` query parameter)."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         cred, host = rest.rsplit("@", 1)
-        return f"{scheme}://{cred.split(':', 1)[0]}@{host}"
-    return url
+        url = f"{scheme}://{cred.split(':', 1)[0]}@{host}"
+    return re.sub(r"(?i)((?:password|passwd|pwd|pass)=)[^&;]*", r"\1***", url)
 
 
 def make_sampler(sweep: Sweep, offset: int):
@@ -523,7 +532,13 @@ def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = Non
         raise HarnessError(f"--trials {total} must be >= 1")
     if jobs < 1:
         raise HarnessError(f"--jobs {jobs} must be >= 1")
-    sweep.out.mkdir(parents=True, exist_ok=True)
+    check_writable(sweep.out)
+    url = sweep.storage_url(storage)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        db = Path(url[len("sqlite:///"):])
+        check_writable(db.parent, "the SQLite study's directory")
+        if db.exists() and not os.access(db, os.W_OK):
+            raise HarnessError(f"cannot write to the SQLite study {str(db)!r}: the file is read-only")
     study = open_study(sweep, storage, resume)
     retried = requeue_interrupted(study)
     if progress:

@@ -25,6 +25,7 @@ from harness.errors import HarnessError, PluginError
 from harness.evaluation import play_fixed_episodes
 from harness.plugins import Registries
 from harness.ppo import Batch
+from harness.memory import check_memory
 from harness.provenance import code_digest, code_record
 from harness.results import RunDir, git_commit, versions
 from harness.run_lock import RunLock
@@ -62,6 +63,11 @@ class Trainer:
         seed_everything(cfg.seed)
         self.task: VecTask = make_task(regs, cfg.task, cfg.n_envs, cfg.seed, cfg.env, stream=TRAIN_STREAM)
         self.checker = TaskChecker(regs.tasks.get(split_task(cfg.task)[0]).plugin, cfg.task)
+        try:
+            check_memory(cfg, self.task)
+        except HarnessError:
+            self.task.close()
+            raise
         self.eval_task: VecTask | None = None
         try:
             builder = network_entry.factory()
