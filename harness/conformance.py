@@ -7,6 +7,8 @@ stepped, networks evaluated, schemes trained for a tiny budget on a built-in MPE
 
 from __future__ import annotations
 
+import io
+
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -252,7 +254,14 @@ def check_scheme(regs: Registries, name: str) -> list[Check]:
     c.run("respects the seed (same seed repeats, another differs)", seeded)
 
     def round_trip():
-        state = trainer.scheme.state_dict()
+        buf = io.BytesIO()
+        torch.save(trainer.scheme.state_dict(), buf)
+        buf.seek(0)
+        try:  # as checkpoints are loaded: without running code
+            state = torch.load(buf, weights_only=True)
+        except Exception as exc:
+            raise AssertionError("state_dict() holds objects that torch.load(weights_only=True) refuses (use "
+                                 f"tensors, numbers, strings, lists and dicts): {str(exc).splitlines()[-1][:200]}")
         cfg = trainer.cfg
         fresh = Trainer(cfg, regs, None, progress=False)
         try:
@@ -264,7 +273,7 @@ def check_scheme(regs: Registries, name: str) -> list[Check]:
                         f"agent {i}: a restored scheme acts differently"
         finally:
             fresh.close()
-    c.run("state_dict() / load_state_dict() restore the policy", round_trip)
+    c.run("state_dict() survives a weights-only save and load; load_state_dict() restores the policy", round_trip)
     return c.checks
 
 
