@@ -176,3 +176,48 @@ def test_a_damaged_config_json_is_a_one_line_error(reference, tmp_path, content,
     for args in (RUN + ["--out", str(out)], ["plot", str(tmp_path)]):
         res = harness(*args)
         assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+
+
+# -- durability -----------------------------------------------------------------------------------
+
+def test_rows_are_fsynced_before_each_checkpoint_and_directories_after_renames(tmp_path, monkeypatch):
+    """The order of the real fsync and rename calls: a checkpoint is published (renamed into place)
+    only after metrics.csv was fsync'ed, and the directory is fsync'ed after the rename."""
+    import harness.results as results
+    from harness.config import build_config
+    from harness.plugins import load_plugins
+    from harness.trainer import Trainer
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.basename(str(dst))))
+        return real_replace(src, dst)
+
+    real_append = results.RunDir.append_row
+
+    def append_row(self, row):
+        events.append(("append", row["iteration"]))
+        return real_append(self, row)
+
+    monkeypatch.setattr(results.os, "fsync", fsync)
+    monkeypatch.setattr(results.os, "replace", replace)
+    monkeypatch.setattr(results.RunDir, "append_row", append_row)
+    out = tmp_path / "run"
+    cfg = build_config({"n_envs": 2, "rollout_length": 25, "eval_episodes": 2, "eval_envs": 2, "hidden_sizes": [16],
+                        "threads": 1, "steps": 200, "checkpoint_interval": 2, "eval_interval": 2})
+    Trainer(cfg, load_plugins(), out, progress=False).run_training()
+    published = [k for k, e in enumerate(events) if e == ("replace", "checkpoint.pt")]
+    assert len(published) == 2  # iterations 2 and 4
+    for k in published:
+        before = events[:k]
+        last_append = max(i for i, e in enumerate(before) if e[0] == "append")
+        assert ("fsync", "metrics.csv") in before[last_append:]  # the rows it follows are durable first
+        assert ("fsync", "checkpoint.pt.tmp") in before[last_append:]
+        assert events[k + 1] == ("fsync", "run")  # then the directory entry of the new checkpoint
+    assert events[-1] == ("fsync", "run") and events[-2] == ("replace", "DONE")

@@ -232,7 +232,7 @@ def test_killed_worker_trial_is_retried_and_resumes_its_runs(tmp_path):
     ('sampler = "grid"', "", "sampler='grid' is not one of: tpe, random"),
     ('pruner = "sometimes"', "", "pruner='sometimes' is not one of: median, hyperband, none"),
     ("steps = 0", "", "steps=0 must be an integer >= 1"),
-    ("", "lr = { low = 1e-2, high = 1e-4 }\n", "low=0.01 and high=0.0001 must be numbers with low < high"),
+    ("", "lr = { low = 1e-2, high = 1e-4 }\n", "low=0.01 and high=0.0001 must be finite numbers with low < high"),
     ("", "learning_rate = { low = 1e-4, high = 1e-2 }\n", "'learning_rate' is not a config key"),
     ("", "lr = { low = 0.0, high = 1e-2, log = true }\n", "needs a boolean and low > 0"),
     ("", "clip = { choices = [] }\n", "choices must be a non-empty list"),
