@@ -150,18 +150,12 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert not (out / "DONE").exists()
 
 
-def test_full_disk_is_reported_before_training(tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root); the free-space check is not exercised")
-    try:
-        res = harness(*RUN, "--out", str(mnt / "run"))
-        assert res.returncode == 2
-        assert "has 64.0 KiB free; this run needs about" in res.stderr, res.stderr
-        assert not (mnt / "run" / "metrics.csv").exists()  # nothing started
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+def test_full_disk_is_reported_before_training(tmpfs):
+    mnt = tmpfs("size=64k")
+    res = harness(*RUN, "--out", str(mnt / "run"))
+    assert res.returncode == 2
+    assert "has 64.0 KiB free; this run needs about" in res.stderr, res.stderr
+    assert not (mnt / "run" / "metrics.csv").exists()  # nothing started
 
 
 def test_absolute_metric_re_evaluates_the_best_policy(reference):

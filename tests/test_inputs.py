@@ -92,30 +92,19 @@ def test_binary_suite_and_sweep_files_are_one_line_errors(tmp_path, command):
     one_line_error(harness(command, path), f"{path}: not a text file")
 
 
-def _read_only_mount(tmp_path: Path) -> Path:
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
-    return mnt
-
-
-def test_read_only_out_and_study_are_refused_before_anything_runs(tmp_path):
-    mnt = _read_only_mount(tmp_path)
-    try:
-        suite = tmp_path / "suite.toml"
-        suite.write_text(SUITE.format(seeds=1))
-        one_line_error(harness("bench", suite, "--out", mnt / "out"),
-                       f"cannot write to output directory {str(mnt / 'out')!r}: Read-only file system")
-        sweep = tmp_path / "sweep.toml"
-        sweep.write_text(SWEEP.format(space="lr = { low = 1e-4, high = 1e-3 }"))
-        one_line_error(harness("sweep", sweep, "--out", mnt / "out"),
-                       f"cannot write to output directory {str(mnt / 'out')!r}: Read-only file system")
-        # A writable --out but the SQLite study on the read-only disk:
-        one_line_error(harness("sweep", sweep, "--out", tmp_path / "out", "--storage", f"sqlite:///{mnt}/study.db"),
-                       f"cannot write to the SQLite study's directory {str(mnt)!r}: Read-only file system")
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+def test_read_only_out_and_study_are_refused_before_anything_runs(tmp_path, tmpfs):
+    mnt = tmpfs("ro,size=1m")
+    suite = tmp_path / "suite.toml"
+    suite.write_text(SUITE.format(seeds=1))
+    one_line_error(harness("bench", suite, "--out", mnt / "out"),
+                   f"cannot write to output directory {str(mnt / 'out')!r}: Read-only file system")
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(SWEEP.format(space="lr = { low = 1e-4, high = 1e-3 }"))
+    one_line_error(harness("sweep", sweep, "--out", mnt / "out"),
+                   f"cannot write to output directory {str(mnt / 'out')!r}: Read-only file system")
+    # A writable --out but the SQLite study on the read-only disk:
+    one_line_error(harness("sweep", sweep, "--out", tmp_path / "out", "--storage", f"sqlite:///{mnt}/study.db"),
+                   f"cannot write to the SQLite study's directory {str(mnt)!r}: Read-only file system")
 
 
 def test_a_password_in_the_storage_query_string_is_masked(tmp_path):
@@ -128,31 +117,25 @@ def test_a_password_in_the_storage_query_string_is_masked(tmp_path):
     assert "postgresql://alice@127.0.0.1:1/db?password=***&sslmode=disable" in res.stderr
 
 
-def test_a_disk_that_fills_during_a_run_is_one_line_and_re_running_resumes(tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    try:
-        out = mnt / "run"
-        args = ["train", "--steps", 30000, *TINY, "--set", "eval_interval=20", "--set", "checkpoint_interval=5",
-                "--out", out]
-        proc = subprocess.Popen([HARNESS, *map(str, args), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
-        deadline = time.time() + 120
-        while time.time() < deadline and not (out / "checkpoint.prev.pt").exists():
-            time.sleep(0.05)
-        filler = mnt / "filler"
-        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)  # until the disk is full
-        _, err = proc.communicate(timeout=120)
-        lines = err.strip().splitlines()
-        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in err, err
-        assert "No space left on device" in lines[0] and "re-run the same command to resume" in lines[0]
-        assert "the previous checkpoint and the rows up to it" in lines[0]
-        filler.unlink()
-        again = harness(*args, "--quiet", timeout=600)
-        assert again.returncode == 0, again.stderr
-        iterations = [int(r["iteration"]) for r in RunDir(out).rows()]
-        assert iterations == list(range(601)) and RunDir(out).done
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+def test_a_disk_that_fills_during_a_run_is_one_line_and_re_running_resumes(tmpfs):
+    mnt = tmpfs("size=3m")
+    out = mnt / "run"
+    args = ["train", "--steps", 30000, *TINY, "--set", "eval_interval=20", "--set", "checkpoint_interval=5",
+            "--out", out]
+    proc = subprocess.Popen([HARNESS, *map(str, args), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoint.prev.pt").exists():
+        time.sleep(0.05)
+    filler = mnt / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)  # until the disk is full
+    _, err = proc.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "No space left on device" in lines[0] and "re-run the same command to resume" in lines[0]
+    assert "the previous checkpoint and the rows up to it" in lines[0]
+    filler.unlink()
+    again = harness(*args, "--quiet", timeout=600)
+    assert again.returncode == 0, again.stderr
+    iterations = [int(r["iteration"]) for r in RunDir(out).rows()]
+    assert iterations == list(range(601)) and RunDir(out).done
