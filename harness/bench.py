@@ -28,8 +28,7 @@ another config stops the suite before anything runs (naming the run and the keys
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing as mp
-import os
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,15 +37,17 @@ from typing import Any
 
 from harness import stopping
 from harness.config import (TrainConfig, build_config, config_diff, load_overrides_file, need, need_unique,
-                            read_spec_file, seed_list)
+                            plugin_list, read_spec_file, seed_list, check_name)
+from harness.envs import coerce
 from harness.errors import HarnessError
+from harness.executor import Executor, Job
 from harness.plugins import Registries, load_plugins
 from harness.results import RunDir, check_writable
 from harness.tasks import make_task, split_task
 
 SUITE_KEYS = {"name", "description", "schemes", "tasks", "seeds", "steps", "eval_interval", "eval_episodes",
               "tuned", "plugins"}
-TOP_KEYS = {"suite", "config", "tasks", "schemes"}
+TOP_KEYS = {"suite", "config", "tasks", "schemes", "executor"}
 
 
 @dataclass
@@ -75,12 +76,21 @@ class Suite:
     seeds: list[int]
     plugins: list[str]
     runs: list[RunSpec] = field(default_factory=list)
+    # [executor.<name>] tables: settings per executor, used when that executor runs the suite
+    executor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _list_of(value: Any, typ: type, path: Path, key: str) -> list:
     need(isinstance(value, list) and value and all(isinstance(v, typ) and not isinstance(v, bool) for v in value),
           path, f"[suite] {key} must be a non-empty list of {typ.__name__}s, got {value!r}")
     return value
+
+
+def _no_run_keys(table: dict[str, Any], path: Path, where: str) -> None:
+    """``task``, ``scheme`` and ``seed`` come from [suite]; in an override table they would be ignored."""
+    bad = sorted({"task", "scheme", "seed"} & set(table))
+    if bad:
+        raise HarnessError(f"{path}: {where} sets {bad[0]!r}, which [suite] decides (its tasks, schemes and seeds)")
 
 
 def _with_include(table: Any, path: Path, where: str) -> dict[str, Any]:
@@ -116,7 +126,8 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
             v = suite[key]
             ok = isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if key == "eval_interval" else v > 0)
             need(ok, path, f"[suite] {key}={v!r} must be a {'non-negative' if key == 'eval_interval' else 'positive'} integer")
-    plugins = [str((path.parent / p).resolve()) if str(p).endswith(".py") else str(p) for p in suite.get("plugins", [])]
+    need(isinstance(suite.get("tuned", False), bool), path, f"[suite] tuned={suite.get('tuned')!r} must be true or false")
+    plugins = plugin_list(suite.get("plugins", []), path, "suite")
     regs = regs or load_plugins(plugins)
     for s in schemes:
         regs.schemes.get(s)
@@ -127,10 +138,21 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
     for s in data.get("schemes", {}):
         need(s in schemes, path, f"[schemes.{s}] names a scheme that is not in [suite] schemes {schemes}")
     data["config"] = _with_include(data.get("config", {}), path, "[config]")
+    _no_run_keys(data["config"], path, "[config]")
     data["tasks"] = {t: _with_include(v, path, f"[tasks.{t!r}]") for t, v in data.get("tasks", {}).items()}
     data["schemes"] = {s: _with_include(v, path, f"[schemes.{s}]") for s, v in data.get("schemes", {}).items()}
-    out = Path(out) if out is not None else Path("results") / suite.get("name", path.stem)
-    result = Suite(path, suite.get("name", path.stem), schemes, tasks, seeds, plugins)
+    for where, tables in (("tasks", data["tasks"]), ("schemes", data["schemes"])):
+        for key, table in tables.items():
+            _no_run_keys(table, path, f"[{where}.{key}]")
+    name = check_name(suite.get("name", path.stem), path, "suite")
+    out = Path(out) if out is not None else Path("results") / name
+    result = Suite(path, name, schemes, tasks, seeds, plugins)
+    executors = data.get("executor", {})
+    need(isinstance(executors, dict) and all(isinstance(v, dict) for v in executors.values()), path,
+         "[executor] must hold one table per executor, e.g. [executor.ray] address = \"auto\"")
+    for name in executors:
+        regs.executors.get(name)  # an unknown executor name is an error listing the known ones
+    result.executor_options = {k: dict(v) for k, v in executors.items()}
     for task in tasks:
         family, scenario = split_task(task)
         entry = regs.tasks.get(family)
@@ -215,62 +237,27 @@ def _steps_done(spec: RunSpec) -> int:
 
 
 def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress: bool = True,
-              rerun_changed: bool = False) -> int:
-    """Run every unfinished run of ``suite``; return the number of runs that failed. Runs made with
-    another config stop it first, or are moved aside with ``rerun_changed`` (:func:`check_changed`)."""
+              rerun_changed: bool = False, executor: str = "local", executor_options: dict[str, Any] | None = None,
+              regs: Registries | None = None) -> int:
+    """Run every unfinished run of ``suite`` on ``executor`` (a registered executor's name); return
+    the number of runs that failed. Runs made with another config stop it first, or are moved aside
+    with ``rerun_changed`` (:func:`check_changed`)."""
     out: Path = suite.out  # type: ignore[attr-defined]
     check_writable(out)
     check_changed(suite, rerun_changed)
     todo = [r for r in suite.runs if not RunDir(r.out).done]
     done_before = len(suite.runs) - len(todo)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
-    print(f"suite {suite.name}: {len(suite.runs)} runs ({done_before} already finished), {jobs} parallel jobs, "
-          f"results in {out}", file=sys.stderr)
-    total_steps = sum(build_config(r.overrides).iterations * build_config(r.overrides).batch_steps for r in todo)
+    runner = make_executor(regs or load_plugins(suite.plugins), executor,
+                           min(jobs, len(todo) or 1) if jobs else None, executor_options or {}) if todo else None
+    print(f"suite {suite.name}: {len(suite.runs)} runs ({done_before} already finished), results in {out}"
+          + (f"; {runner.resources()}" if runner else ""), file=sys.stderr)
     failures: list[str] = []
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
-        bar = tqdm(total=total_steps, unit="step", desc=f"bench {suite.name}", dynamic_ncols=True, file=sys.stderr)
-    if todo:
-        start_steps = {id(r): _steps_done(r) for r in todo}
-        ctx = mp.get_context("spawn")
-        stop_event = ctx.Event()
-        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=stopping.worker_setup,
-                                      initargs=(os.getpid(), stop_event))
+    if runner is not None:
         try:
-            futures = {pool.submit(_run_one, r, suite.plugins): r for r in todo}
-            pending = set(futures)
-            while pending:
-                if stopping.requested() is not None and not stop_event.is_set():
-                    # Queued runs are cancelled; running ones checkpoint and stop within an iteration.
-                    for fut in pending:
-                        fut.cancel()
-                    stop_event.set()
-                finished, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
-                for fut in finished:
-                    spec = futures[fut]
-                    try:
-                        label, final = fut.result()
-                        msg = f"done: {label}: final eval return {final:.2f}" if final is not None else f"done: {label}"
-                    except (cf.CancelledError, KeyboardInterrupt):
-                        msg = f"stopped: {spec.label}" if not fut.cancelled() else ""
-                    except Exception as exc:  # one failed run must not stop the others
-                        failures.append(f"{spec.label}: {type(exc).__name__}: {exc}")
-                        msg = f"FAILED: {spec.label}: {exc}"
-                    if msg:
-                        (bar.write(msg, file=sys.stderr) if bar else print(msg, file=sys.stderr))
-                if bar is not None:
-                    bar.n = sum(_steps_done(r) - start_steps[id(r)] for r in todo)
-                    bar.refresh()
-        except KeyboardInterrupt:  # asked twice: stop the workers now (their checkpoints stay)
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.kill()
-            raise
+            runner.check_output(out)
+            failures = _run_on(runner, suite, todo, progress)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            if bar is not None:
-                bar.close()
+            runner.close()
         stopping.check()
     for f in failures:
         print(f"harness: run failed: {f}", file=sys.stderr)
@@ -279,6 +266,71 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
         files = plot_results(out)
         print(f"plots and tables in {files[0].parent}", file=sys.stderr)
     return len(failures)
+
+
+def make_executor(regs: Registries, name: str, jobs: int | None, options: dict[str, Any]) -> Executor:
+    """The registered executor ``name`` with its options checked (one-line errors for bad ones)."""
+    entry = regs.executors.get(name)
+    schema = entry.extra.get("options") or {}
+    unknown = sorted(set(options) - set(schema))
+    if unknown:
+        raise HarnessError(f"executor {name!r} has no option {unknown[0]!r}; its options: {', '.join(sorted(schema)) or '(none)'}")
+    opts = {k: o.default for k, o in schema.items()}
+    opts.update({k: coerce(f"executor option {k}", v, schema[k].type) for k, v in options.items()})
+    try:
+        runner = entry.factory(jobs, opts)
+    except HarnessError:
+        raise
+    except Exception as exc:
+        raise HarnessError(f"plugin {entry.plugin!r}: executor {name!r} could not start: {type(exc).__name__}: {exc}") from None
+    if not isinstance(runner, Executor):
+        raise HarnessError(f"plugin {entry.plugin!r}: executor {name!r} is a {type(runner).__name__}, "
+                           "expected a harness.executor.Executor")
+    return runner
+
+
+def _run_on(runner: Executor, suite: Suite, todo: list[RunSpec], progress: bool) -> list[str]:
+    """Submit ``todo`` to ``runner`` and follow it to the end (or to a stop request); return failures."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        total = sum(build_config(r.overrides).iterations * build_config(r.overrides).batch_steps for r in todo)
+        bar = tqdm(total=total, unit="step", desc=f"bench {suite.name}", dynamic_ncols=True, file=sys.stderr)
+    start_steps = {id(r): _steps_done(r) for r in todo}
+    failures: list[str] = []
+    stopped = False
+    try:
+        # Absolute run directories: an executor's processes may run in another working directory.
+        runner.submit([Job(r, _run_one, (dataclasses.replace(r, out=r.out.resolve()), suite.plugins),
+                           build_config(r.overrides).threads) for r in todo])
+        while runner.pending():
+            if stopping.requested() is not None and not stopped:
+                runner.stop()  # queued runs are cancelled; running ones checkpoint and stop within an iteration
+                stopped = True
+            for job, result, exc in runner.wait(0.5):
+                spec: RunSpec = job.key
+                if exc is None:
+                    label, final = result
+                    msg = f"done: {label}: final eval return {final:.2f}" if final is not None else f"done: {label}"
+                elif isinstance(exc, cf.CancelledError):
+                    msg = ""
+                elif isinstance(exc, KeyboardInterrupt):
+                    msg = f"stopped: {spec.label}"
+                else:  # one failed run must not stop the others
+                    failures.append(f"{spec.label}: {type(exc).__name__}: {exc}")
+                    msg = f"FAILED: {spec.label}: {exc}"
+                if msg:
+                    (bar.write(msg, file=sys.stderr) if bar else print(msg, file=sys.stderr))
+            if bar is not None:
+                bar.n = sum(_steps_done(r) - start_steps[id(r)] for r in todo)
+                bar.refresh()
+    except KeyboardInterrupt:  # asked twice: stop the runs now (their checkpoints stay)
+        runner.kill()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return failures
 
 
 def describe(suite: Suite) -> list[str]:

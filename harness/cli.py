@@ -21,7 +21,8 @@ def _add_plugin_arg(p: argparse.ArgumentParser) -> None:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from harness.plugins import load_plugins
     regs = load_plugins(args.plugin)
-    for title, reg in (("tasks", regs.tasks), ("networks", regs.networks), ("schemes", regs.schemes)):
+    for title, reg in (("tasks", regs.tasks), ("networks", regs.networks), ("schemes", regs.schemes),
+                       ("executors", regs.executors)):
         print(f"{title}:")
         for e in reg:
             if reg is regs.tasks:
@@ -48,6 +49,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides.append((key, value))
     overrides += parse_set(args.set)
     cfg = build_config(overrides)
+    if args.out is not None and not args.out.strip():
+        raise HarnessError("--out '' is empty; give a directory (or leave --out out for the default)")
     regs = load_plugins(args.plugin)
     out = Path(args.out) if args.out else Path("results") / "train" / cfg.task / cfg.scheme / f"seed_{cfg.seed}"
     trainer = Trainer(cfg, regs, out, progress=not args.quiet)
@@ -60,12 +63,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from harness.bench import describe, load_suite, run_suite
+    from harness.config import parse_set
+    if args.jobs is not None and args.jobs < 1:
+        raise HarnessError(f"--jobs {args.jobs} must be >= 1")
     suite = load_suite(args.suite, args.out)
     if args.dry_run:
         print("\n".join(describe(suite)))
         return 0
+    options = {**suite.executor_options.get(args.executor, {}),
+               **dict(parse_set(args.executor_option, "--executor-option"))}
+    if args.address is not None:
+        options["address"] = args.address
     failed = run_suite(suite, jobs=args.jobs, plot=not args.no_plot, progress=not args.quiet,
-                       rerun_changed=args.rerun_changed)
+                       rerun_changed=args.rerun_changed, executor=args.executor, executor_options=options)
     if failed:
         print(f"harness: error: {failed} run(s) failed; re-run the same command to retry them", file=sys.stderr)
         return 1
@@ -140,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results directory (default results/<suite name>)")
     p.add_argument("--no-plot", action="store_true", help="do not plot at the end")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state, train nothing")
+    p.add_argument("--executor", default="local",
+                   help="where the runs train: a registered executor (harness plugins lists them; default local)")
+    p.add_argument("--address", help="the cluster to run on, for executors that take one (same as "
+                   "--executor-option address=...), e.g. auto or HOST:PORT for ray")
+    p.add_argument("--executor-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an executor setting (overrides the suite's [executor.<name>] table); repeatable")
     p.add_argument("--rerun-changed", action="store_true",
                    help="move runs made with another config than the suite asks to <out>/.replaced/<time>/ "
                         "and train them afresh (default: stop and name them)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
@@ -77,11 +78,15 @@ class TrainConfig:
 
     def digest(self) -> str:
         """A short hash of the resolved config (provenance)."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return config_digest(self.to_dict())
 
     def validate(self) -> "TrainConfig":
         """Check value ranges; raise a one-line error naming the bad value."""
+        for name, typ in _HINTS.items():
+            if typ is float and not math.isfinite(getattr(self, name)):
+                raise HarnessError(f"{name}={getattr(self, name)} must be a finite number")
+        if self.entropy_coef < 0:
+            raise HarnessError(f"entropy_coef={self.entropy_coef} must be >= 0")
         positive = ["steps", "n_envs", "rollout_length", "ppo_epochs", "critic_epochs", "actor_minibatches",
                     "critic_minibatches", "eval_episodes", "eval_envs", "checkpoint_interval", "threads"]
         for name in positive:
@@ -114,6 +119,26 @@ class TrainConfig:
 MAX_SEED = 2**31 - 1
 #: The most seeds a suite or sweep may name by count (``seeds = N``); a list may name any.
 MAX_SEED_COUNT = 1000
+
+def config_digest(config: dict[str, Any]) -> str:
+    """The digest of a config as :meth:`TrainConfig.to_dict` gives it (and config.json stores it)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plugin_list(plugins: Any, path: Path, what: str) -> list[str]:
+    """A suite's or sweep's ``plugins``: module names or ``.py`` files (relative to the file)."""
+    need(isinstance(plugins, list) and all(isinstance(p, str) and p for p in plugins), path,
+         f"[{what}] plugins={plugins!r} must be a list of module names or .py files")
+    return [str((path.parent / p).resolve()) if p.endswith(".py") else p for p in plugins]
+
+
+def check_name(name: Any, path: Path, what: str) -> str:
+    """A suite's or sweep's ``name``: it names a directory under results/, so a plain non-empty name."""
+    ok = isinstance(name, str) and name.strip() and name not in (".", "..") and "/" not in name and "\\" not in name
+    need(bool(ok), path, f"[{what}] name={name!r} must be a non-empty name without '/' (it names the results "
+                         "directory)")
+    return name
+
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = get_type_hints(TrainConfig)
@@ -176,12 +201,12 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(f"{k} {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in keys) or "(no key differs)"
 
 
-def parse_set(items: list[str]) -> list[tuple[str, str]]:
-    """Split ``key=value`` strings from ``--set``."""
+def parse_set(items: list[str], flag: str = "--set") -> list[tuple[str, str]]:
+    """Split ``key=value`` strings from ``--set`` (or another ``flag``)."""
     pairs = []
     for item in items:
         if "=" not in item:
-            raise HarnessError(f"--set {item!r} is not of the form key=value")
+            raise HarnessError(f"{flag} {item!r} is not of the form key=value")
         key, value = item.split("=", 1)
         pairs.append((key, value))
     return pairs

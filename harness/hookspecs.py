@@ -51,5 +51,14 @@ def register_schemes(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_executors(register: Callable[..., None]) -> None:
+    """Add executors (where a suite's runs train): ``register(name, executor_class, description="",
+    options={...})``. ``executor_class(jobs, options)`` returns a :class:`harness.executor.Executor`;
+    ``options`` (a dict of :class:`harness.envs.Option`) declares the settings a user may give with
+    ``--executor-option key=value`` or a suite's ``[executor.<name>]`` table.
+    """
+
+
+@hookspec
 def on_metrics(record: dict[str, Any], run_dir: Path | None) -> None:
     """Event: one metrics record (one training iteration) was produced. Every plugin sees it."""

@@ -1,6 +1,7 @@
 """How much memory a run's rollout and update need, checked against the machine before it starts.
 
-A rollout keeps, for ``rollout_length x n_envs`` steps, every agent's observation and next
+The sizes come from the task (built with one copy first when many are asked for, so that a huge
+``n_envs`` is refused before its copies are built). A rollout keeps, for ``rollout_length x n_envs`` steps, every agent's observation and next
 observation, action and log-probability, the global state and the state a step ended in, the reward
 and the episode flags (float32); the update adds the advantages and returns and the activations of
 one actor's forward and backward pass over the whole batch. A config whose estimate exceeds the
@@ -30,24 +31,40 @@ def available_bytes() -> int | None:
         return None
 
 
-def run_bytes(cfg: Any, task: Any) -> int:
-    """An estimate (a lower bound) of the bytes a run's rollout buffers and update need."""
+#: A rough lower bound of one environment copy's memory (simulator state, Python objects).
+COPY_BYTES = 256 * 1024
+
+
+def _mlp_params(inputs: int, hidden: list[int], outputs: int) -> int:
+    sizes = [inputs, *hidden, outputs]
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+def run_bytes(cfg: Any, task: Any) -> dict[str, int]:
+    """Estimates (lower bounds) of the bytes a run needs: ``rollout`` (buffers and the update's
+    activations), ``networks`` (actors and critic with gradients, Adam moments, the best and the
+    checkpointed copies) and ``environments`` (``n_envs`` copies)."""
     steps = cfg.rollout_length * cfg.n_envs
     actions = sum(1 if s.kind == "discrete" else s.n for s in task.action_spaces)
     n = len(task.agents)
     per_step = 2 * sum(task.obs_dims) + actions + n + 2 * task.state_dim + 6
     widest = max(task.obs_dims) + n + sum(cfg.hidden_sizes)
     update = 3 * widest * n  # forward activations kept for backward, per agent stacked in a shared actor
-    return 4 * steps * (per_step + update)
+    params = sum(_mlp_params(d + n, list(cfg.hidden_sizes), s.n) for d, s in zip(task.obs_dims, task.action_spaces))
+    params += _mlp_params(task.state_dim, list(cfg.hidden_sizes), 1)
+    return {"rollout": 4 * steps * (per_step + update), "networks": 6 * 4 * params,
+            "environments": COPY_BYTES * cfg.n_envs}
 
 
 def check_memory(cfg: Any, task: Any) -> None:
-    """Refuse a config whose rollout and update cannot fit in the memory available."""
-    need, have = run_bytes(cfg, task), available_bytes()
+    """Refuse a config whose rollout, networks and environments cannot fit in the memory available."""
+    parts, have = run_bytes(cfg, task), available_bytes()
+    need = sum(parts.values())
     if have is not None and need > have:
-        raise HarnessError(f"rollout_length={cfg.rollout_length} x n_envs={cfg.n_envs} needs about {_gib(need)} "
-                           f"for the rollout and the update; this machine has {_gib(have)} available: lower "
-                           "rollout_length or n_envs")
+        detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items())
+        raise HarnessError(f"this config needs about {_gib(need)} ({detail}; rollout_length={cfg.rollout_length}, "
+                           f"n_envs={cfg.n_envs}, hidden_sizes={cfg.hidden_sizes}); this machine has {_gib(have)} "
+                           "available: lower rollout_length, n_envs or hidden_sizes")
 
 
 def _gib(n: int) -> str:

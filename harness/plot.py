@@ -33,7 +33,7 @@ from scipy import stats
 
 from harness.errors import HarnessError
 from harness.provenance import UNKNOWN
-from harness.results import RunDir
+from harness.results import RunDir, check_writable
 
 #: Packages whose version must agree within a (task, scheme) before its runs are averaged.
 ENV_PACKAGES = ("mpe2", "gymnasium-robotics", "mujoco", "pettingzoo")
@@ -623,7 +623,7 @@ def plot_results(root: str | Path, out_dir: str | Path | None = None, allow_mixe
         check_versions(df)
     summary = summarise(df, allow_mixed=True)
     iqm_table, improvement = aggregate(df, allow_mixed=True)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out, "plot directory")
 
     written: list[Path] = []
     palette = _palette(sorted(df["scheme"].unique()))

@@ -33,6 +33,7 @@ class Registries:
     networks: Registry
     schemes: Registry
     manager: pluggy.PluginManager
+    executors: Registry = field(default_factory=lambda: Registry("executor"))
     # One record per loaded plugin (see harness.provenance.plugin_record), in load order.
     plugins: list[dict[str, Any]] = field(default_factory=list)
 
@@ -133,8 +134,9 @@ def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Regist
         name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
         known = ", ".join(sorted(n for n in dir(hookspecs) if getattr(getattr(hookspecs, n), "happo_harness_spec", None)))
         raise PluginError(f"plugin {name!r} implements an unknown hook ({exc}); known hooks: {known}") from exc
-    regs = Registries(Registry("task family"), Registry("network"), Registry("scheme"), pm, records)
+    regs = Registries(Registry("task family"), Registry("network"), Registry("scheme"), pm, plugins=records)
     _call_registration(pm, "register_tasks", regs.tasks)
     _call_registration(pm, "register_networks", regs.networks)
     _call_registration(pm, "register_schemes", regs.schemes)
+    _call_registration(pm, "register_executors", regs.executors)
     return regs

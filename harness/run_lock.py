@@ -35,18 +35,30 @@ class RunLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self) -> None:
-        """Take the lock, or raise a one-line error naming the directory and the process holding it."""
+    def acquire(self, wait_s: float | None = None) -> None:
+        """Take the lock, or raise a one-line error naming the directory and the process holding it.
+
+        ``wait_s`` (default: the ``HARNESS_LOCK_WAIT`` environment variable, else 0) is how long to
+        wait for the holder to go first: a cluster executor re-running a run whose node was lost
+        waits for the lost process's lock to be released."""
         if self._fd is not None:
             return
+        if wait_s is None:
+            wait_s = float(os.environ.get("HARNESS_LOCK_WAIT", "0") or 0)
         fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise HarnessError(f"run directory {str(self.directory)!r} is being written by {holder}; "
-                               "wait for it to finish or stop it (one writer per run)") from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise HarnessError(f"run directory {str(self.directory)!r} is being written by {holder}; "
+                                   "wait for it to finish or stop it (one writer per run)") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()} since "
                       f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)

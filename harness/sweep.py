@@ -50,7 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import stopping
-from harness.config import FIELDS, build_config, need, need_unique, read_spec_file, seed_list
+from harness.config import (FIELDS, build_config, check_name, need, need_unique, plugin_list, read_spec_file,
+                            seed_list)
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
 from harness.results import check_writable
@@ -207,7 +208,7 @@ def load_sweep(path: str | Path, out: str | Path | None = None, regs: Registries
     for tables in ("config", "space"):
         need(isinstance(data.get(tables, {}), dict), path, f"[{tables}] must be a table")
 
-    plugins = [str((path.parent / p).resolve()) if str(p).endswith(".py") else str(p) for p in sw.get("plugins", [])]
+    plugins = plugin_list(sw.get("plugins", []), path, "sweep")
     regs = regs or load_plugins(plugins)
     entry = regs.schemes.get(scheme)
     declared = entry.extra.get("search_space") or {}
@@ -238,7 +239,7 @@ def load_sweep(path: str | Path, out: str | Path | None = None, regs: Registries
         except HarnessError as exc:
             raise HarnessError(f"{path}: {task}: {exc}") from None
         make_task(regs, task, 1, 0, cfg.env).close()
-    name = sw.get("name", path.stem)
+    name = check_name(sw.get("name", path.stem), path, "sweep")
     out = Path(out) if out is not None else Path("results") / "sweeps" / name
     digest = hashlib.sha256(json.dumps({k: v for k, v in data.items()}, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Sweep(

@@ -19,12 +19,13 @@ import torch
 from harness import __version__, stopping
 from harness.advantage import gae
 from harness.checkpoint import capture_rng, restore_rng, resume_from
-from harness.config import TrainConfig, config_diff
+from harness.config import TrainConfig, config_diff, config_digest
 from harness.envs import VecTask
 from harness.errors import HarnessError, PluginError
 from harness.evaluation import play_fixed_episodes
 from harness.plugins import Registries
 from harness.ppo import Batch
+from harness.executor import placement
 from harness.memory import check_memory
 from harness.provenance import code_digest, code_record
 from harness.results import RunDir, git_commit, versions
@@ -61,6 +62,12 @@ class Trainer:
             self.run.prepare()
         torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
+        if cfg.n_envs > 64:  # learn the task's sizes from one copy before building many of them
+            probe = make_task(regs, cfg.task, 1, cfg.seed, cfg.env, stream=TRAIN_STREAM)
+            try:
+                check_memory(cfg, probe)
+            finally:
+                probe.close()
         self.task: VecTask = make_task(regs, cfg.task, cfg.n_envs, cfg.seed, cfg.env, stream=TRAIN_STREAM)
         self.checker = TaskChecker(regs.tasks.get(split_task(cfg.task)[0]).plugin, cfg.task)
         try:
@@ -270,6 +277,9 @@ class Trainer:
         self._lock = RunLock(run.path)
         self._lock.acquire()  # before anything is read or written; released by close()
         old = run.read_config()
+        if old is not None and config_digest(old.get("config")) != old.get("config_digest"):
+            raise HarnessError(f"{run.config_file}: damaged: its config does not match its config_digest; restore "
+                               "it or move the run directory aside")
         if old is not None and old.get("config_digest") != cfg.digest():
             raise HarnessError(f"{str(run.path)!r} holds a run with a different config ("
                                f"{config_diff(old.get('config') or {}, cfg.to_dict())}); use another --out")
@@ -281,6 +291,10 @@ class Trainer:
         ckpt = resume_from(run, cfg.digest(), self.task.spec(), self.restore)
         if ckpt is not None:
             run.keep_rows_up_to(self.iteration)
+            # Where each resumed part of the run trained (the first part is config.json's placement).
+            old["resumes"] = [*old.get("resumes", []), {"iteration": self.iteration, **placement(),
+                                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+            run.write_config(old)
             self._log(f"resuming {run.path} from iteration {self.iteration} ({self.env_steps} steps)")
         else:
             run.keep_rows_up_to(-1) if run.metrics_file.exists() else None
@@ -291,7 +305,7 @@ class Trainer:
                 "versions": versions(), "harness_version": __version__, "git_commit": git_commit(),
                 "task_spec": self.task.spec(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "plugins": self.regs.plugins, "code": code, "code_digest": code_digest(code),
-                "actors": layout() if layout is not None else None,
+                "actors": layout() if layout is not None else None, **placement(),
             })
         return True
 

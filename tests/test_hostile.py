@@ -168,6 +168,25 @@ def test_missing_config_or_missing_rows_refuse_to_resume(reference, tmp_path):
     assert (out2 / "metrics.csv").read_text() == before  # nothing rewritten
 
 
+@pytest.mark.parametrize("edit", ["config_5", "config_removed", "lr_text", "unknown_key"])
+def test_a_config_json_whose_content_was_edited_is_refused(reference, tmp_path, edit):
+    import json
+    out = _finished_copy(reference, tmp_path)
+    record = json.loads((out / "config.json").read_text())
+    if edit == "config_5":
+        record["config"] = 5
+    elif edit == "config_removed":
+        del record["config"]
+    elif edit == "lr_text":
+        record["config"]["lr"] = "x"
+    else:
+        record["config"]["surprise"] = 1
+    (out / "config.json").write_text(json.dumps(record))
+    res = harness(*RUN, "--out", str(out))
+    assert res.returncode == 2 and "config.json: damaged: its config does not match its config_digest" in res.stderr
+    assert not (out / "DONE").exists()
+
+
 @pytest.mark.parametrize("content, needle", [(b"{not json", "not valid JSON"), (b"[1, 2]", "holds a list, not a JSON object"),
                                              (b"\xff\xfe\x00", "not valid JSON")])
 def test_a_damaged_config_json_is_a_one_line_error(reference, tmp_path, content, needle):

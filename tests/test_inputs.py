@@ -60,10 +60,17 @@ def test_bad_sweep_spaces_are_refused_before_any_trial(tmp_path, space, needle):
     (["--seed", "-1"], "seed=-1 must be an integer from 0 to 2147483647"),
     (["--seed", "99999999999999999999"], "seed=99999999999999999999 must be an integer from 0 to 2147483647"),
     (["--seed", "true"], "seed='true' is not an integer"),
-    (["--set", "rollout_length=1000000000"], "rollout_length=1000000000 x n_envs=20 needs about"),
+    (["--set", "rollout_length=1000000000"], "rollout_length=1000000000, n_envs=20, hidden_sizes=[128, 128]); this "
+     "machine has"),
+    (["--set", "n_envs=100000000", "--set", "rollout_length=1"], "environments 24414.1 GiB"),  # before building them
+    (["--set", "hidden_sizes=200000,200000"], "networks 3576.9 GiB"),
+    (["--set", "lr=inf"], "lr=inf must be a finite number"),
+    (["--set", "clip=nan"], "clip=nan must be a finite number"),
+    (["--set", "entropy_coef=-1"], "entropy_coef=-1.0 must be >= 0"),
+    (["--out="], "--out '' is empty"),
 ])
 def test_bad_train_values_are_one_line_errors_before_work(tmp_path, args, needle):
-    res = harness("train", "--steps", 100, *args, "--out", tmp_path / "run")
+    res = harness("train", "--steps", 100, "--out", tmp_path / "run", *args)  # a later --out wins
     one_line_error(res, needle)
     assert not (tmp_path / "run" / "metrics.csv").exists()
 
@@ -85,6 +92,21 @@ def test_bad_suite_seeds_are_refused_at_once(tmp_path, seeds, needle):
     assert time.time() - start < 30
 
 
+@pytest.mark.parametrize("text, needle", [
+    ('[suite]\nname = 5\nschemes = ["happo"]\ntasks = ["mpe/simple_spread"]\nseeds = 1\nsteps = 50\n',
+     "[suite] name=5 must be a non-empty name without '/'"),
+    ('[suite]\nname = "../../escape"\nschemes = ["happo"]\ntasks = ["mpe/simple_spread"]\nseeds = 1\nsteps = 50\n',
+     "[suite] name='../../escape' must be a non-empty name"),
+    (SUITE.format(seeds=1) + 'tuned = "yes"\n', "[suite] tuned='yes' must be true or false"),
+    (SUITE.format(seeds=1) + 'plugins = "x.py"\n', "[suite] plugins='x.py' must be a list of module names or .py files"),
+    (SUITE.format(seeds=1) + "[config]\nseed = 7\n", "[config] sets 'seed', which [suite] decides"),
+])
+def test_bad_suite_tables_are_one_line_errors(tmp_path, text, needle):
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    one_line_error(harness("bench", path, "--dry-run"), needle)
+
+
 @pytest.mark.parametrize("command", ["bench", "sweep"])
 def test_binary_suite_and_sweep_files_are_one_line_errors(tmp_path, command):
     path = tmp_path / "file.toml"
@@ -102,6 +124,11 @@ def test_read_only_out_and_study_are_refused_before_anything_runs(tmp_path, tmpf
     sweep.write_text(SWEEP.format(space="lr = { low = 1e-4, high = 1e-3 }"))
     one_line_error(harness("sweep", sweep, "--out", mnt / "out"),
                    f"cannot write to output directory {str(mnt / 'out')!r}: Read-only file system")
+    # plot into a read-only directory
+    run = tmp_path / "res" / "run"
+    assert harness("train", "--steps", 50, *TINY, "--out", run, "--quiet").returncode == 0
+    one_line_error(harness("plot", tmp_path / "res", "--out", mnt / "plots"),
+                   f"cannot write to plot directory {str(mnt / 'plots')!r}: Read-only file system")
     # A writable --out but the SQLite study on the read-only disk:
     one_line_error(harness("sweep", sweep, "--out", tmp_path / "out", "--storage", f"sqlite:///{mnt}/study.db"),
                    f"cannot write to the SQLite study's directory {str(mnt)!r}: Read-only file system")

@@ -1,0 +1,88 @@
+"""The executor contract: where a suite's runs train (this machine's processes, a Ray cluster, ...).
+
+A run is resumable from its directory alone, so an executor only has to run independent jobs (a
+picklable function and its arguments) somewhere that sees the shared output tree, report each job
+as it ends, and stop on request; faults are absorbed by re-running a job, which resumes from its
+last checkpoint. Executors are plugins: ``register_executors(register)`` calls
+``register(name, executor_class, description="", options={...})``; ``executor_class(jobs,
+options)`` gets the parallelism asked for (None: the executor's default) and the option values,
+checked against the declared :class:`harness.envs.Option` schema.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass
+class Job:
+    """One unit of work: ``fn(*args)`` wanting ``cpus`` CPUs; ``key`` identifies it to the caller."""
+
+    key: Any
+    fn: Callable[..., Any]
+    args: tuple
+    cpus: int = 1
+
+
+class Executor(ABC):
+    """Runs :class:`Job` objects and reports each one's result or exception as it ends."""
+
+    #: Name shown in messages and recorded in each run's config.json.
+    name: str = "executor"
+
+    def resources(self) -> str:
+        """One line describing where jobs will run (printed when a suite starts)."""
+        return self.name
+
+    def check_output(self, out: Path) -> None:
+        """Raise a one-line HarnessError if a place where jobs run cannot write to ``out``."""
+
+    @abstractmethod
+    def submit(self, jobs: list[Job]) -> None:
+        """Start (or queue) the jobs."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> list[tuple[Job, Any, BaseException | None]]:
+        """Jobs that ended within ``timeout`` seconds as ``(job, result, exception)``; a job cancelled
+        before it started is reported with a ``concurrent.futures.CancelledError``."""
+
+    @abstractmethod
+    def pending(self) -> int:
+        """Jobs submitted and not yet reported by :meth:`wait`."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Cancel queued jobs and ask running ones to checkpoint and stop; all are still reported."""
+
+    def kill(self) -> None:
+        """Stop running jobs at once (their last checkpoints stay)."""
+
+    def close(self) -> None:
+        """Release the executor's processes or connections (waits for running jobs to end)."""
+
+
+def placement() -> dict[str, str]:
+    """Where this process runs, as the executor that started it described it (for config.json)."""
+    host = socket.gethostname()
+    return {"executor": os.environ.get(EXECUTOR_ENV, "none"), "node_id": os.environ.get(NODE_ENV, host),
+            "host": host}
+
+
+def call_job(fn: Callable[..., Any], args: tuple, executor: str, node_id: str) -> Any:
+    """Run a job's function in an executor's process, telling the run where it runs and marking the
+    work so that an orphaned worker stops after it (see :func:`harness.stopping.working`)."""
+    from harness import stopping
+
+    os.environ[EXECUTOR_ENV] = executor
+    os.environ[NODE_ENV] = node_id
+    with stopping.working():
+        return fn(*args)
+
+
+EXECUTOR_ENV = "HARNESS_EXECUTOR"
+NODE_ENV = "HARNESS_NODE_ID"
