@@ -12,6 +12,7 @@ seconds for the lost one's lock to go). Stopping cancels queued tasks and interr
 from __future__ import annotations
 
 import concurrent.futures as cf
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,23 @@ from harness.executor import Executor, Job, call_job
 
 OPTIONS = {
     "address": Option(str, "auto", "Ray cluster address: auto (the cluster this machine belongs to) or HOST:PORT"),
+    "node_ip_address": Option(str, "", "this machine's address in the cluster, where Ray cannot find it itself"),
     "cpus_per_run": Option(int, 0, "CPUs each run asks Ray for (0: the run's threads)"),
     "max_retries": Option(int, 3, "times Ray re-runs a run whose node or worker was lost"),
     "lock_wait": Option(float, 120.0, "seconds a re-run waits for a lost run's directory lock to be released"),
 }
+
+
+def _reachable(address: str) -> None:
+    """Fail fast (ray.init retries for minutes) when a HOST:PORT address accepts no connection."""
+    if address == "auto" or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"cannot connect to the Ray cluster at {address!r}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _job(fn: Any, args: tuple, lock_wait: float) -> Any:
@@ -58,9 +72,11 @@ class RayExecutor(Executor):
         self.options = options
         if options["cpus_per_run"] < 0 or options["max_retries"] < 0:
             raise HarnessError("executor options cpus_per_run and max_retries must be >= 0")
+        _reachable(options["address"])
+        extra = {"_node_ip_address": options["node_ip_address"]} if options["node_ip_address"] else {}
         try:
             ray.init(address=options["address"], log_to_driver=False, logging_level="ERROR",
-                     ignore_reinit_error=True)
+                     ignore_reinit_error=True, **extra)
         except Exception as exc:  # ConnectionError, ValueError from a bad address, ...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise HarnessError(f"cannot connect to the Ray cluster at {options['address']!r}: {first}") from None

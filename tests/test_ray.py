@@ -52,21 +52,23 @@ def cluster(tmp_path_factory):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     port, worker_port = _free_port(), _free_port()
     cwd = tmp_path_factory.mktemp("ray")
-    head = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                           "--disable-usage-stats"], capture_output=True, text=True, env=env, cwd=cwd, timeout=180)
+    # Two addresses of the loopback range, one per node, so that all traffic stays on loopback.
+    head = subprocess.run([RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.2", "--num-cpus=1",
+                           "--include-dashboard=false", "--disable-usage-stats"], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=180)
     if head.returncode:
         pytest.skip(f"cannot start a Ray head node here: {head.stderr.strip().splitlines()[-1:]}")
-    worker = subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1",
+    worker = subprocess.run([RAY, "start", f"--address=127.0.0.2:{port}", "--node-ip-address=127.0.0.3", "--num-cpus=1",
                              f"--node-manager-port={worker_port}"], capture_output=True, text=True, env=env, cwd=cwd,
                             timeout=180)
     try:
         assert worker.returncode == 0, worker.stderr
         nodes = subprocess.run(
-            [sys.executable, "-c", "import json, ray; ray.init(address=%r, logging_level='ERROR'); "
-             "print(json.dumps({n['NodeManagerPort']: n['NodeID'] for n in ray.nodes() if n['Alive']}))"
-             % f"127.0.0.1:{port}"], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+            [sys.executable, "-c", "import json, ray; ray.init(address=%r, _node_ip_address='127.0.0.2', "
+             "logging_level='ERROR'); print(json.dumps({n['NodeManagerPort']: n['NodeID'] for n in ray.nodes() "
+             "if n['Alive']}))" % f"127.0.0.2:{port}"], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
         worker_node = json.loads(nodes.stdout.strip().splitlines()[-1])[str(worker_port)]
-        yield f"127.0.0.1:{port}", worker_port, worker_node, env, cwd
+        yield f"127.0.0.2:{port}", worker_port, worker_node, env, cwd
     finally:
         subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
 
@@ -81,6 +83,8 @@ def _rows(run: Path) -> list[dict]:
         return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(fh)]
 
 
+# The driver's own address in the cluster: the head node's loopback address.
+LOOPBACK = ["--executor-option", "node_ip_address=127.0.0.2"]
 RUNS = [f"mpe/simple_spread/{s}/seed_{k}" for s in ("happo", "mappo") for k in (1, 2)]
 
 
@@ -88,7 +92,7 @@ def test_a_suite_on_two_ray_nodes_equals_the_local_executor(cluster, tmp_path):
     address, _, _, env, cwd = cluster
     path = tmp_path / "suite.toml"
     path.write_text(SUITE.format(steps=1000))
-    res = _bench(path, tmp_path / "ray", "--executor", "ray", "--address", address, env=env, cwd=cwd)
+    res = _bench(path, tmp_path / "ray", "--executor", "ray", "--address", address, *LOOPBACK, env=env, cwd=cwd)
     assert res.returncode == 0, res.stderr
     assert f"ray: 2 node(s), 2 CPUs at {address}" in res.stderr
     local = _bench(path, tmp_path / "local", "--jobs", "2")
@@ -107,10 +111,11 @@ def test_an_unreachable_cluster_or_unwritable_output_is_one_line(cluster, tmp_pa
     address, _, _, env, cwd = cluster
     path = tmp_path / "suite.toml"
     path.write_text(SUITE.format(steps=100))
-    res = _bench(path, tmp_path / "out", "--executor", "ray", "--address", "127.0.0.1:1", env=env)
-    assert res.returncode == 2 and "cannot connect to the Ray cluster at '127.0.0.1:1'" in res.stderr
+    res = _bench(path, tmp_path / "out", "--executor", "ray", "--address", "127.0.0.2:1", *LOOPBACK, env=env)
+    assert res.returncode == 2 and "cannot connect to the Ray cluster at '127.0.0.2:1': Connection refused" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
-    res = _bench(path, tmp_path / "out", "--executor", "ray", "--executor-option", "nope=1", env=env)
+    res = _bench(path, tmp_path / "out", "--executor", "ray", "--address", address, "--executor-option", "nope=1",
+                 env=env)
     assert res.returncode == 2 and "executor 'ray' has no option 'nope'; its options: address, " in res.stderr
 
 
@@ -122,7 +127,7 @@ def test_a_killed_worker_node_is_absorbed_by_resuming_its_runs(cluster, tmp_path
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "ray"
     proc = subprocess.Popen([HARNESS, "bench", str(path), "--out", str(out), "--quiet", "--no-plot", "--executor",
-                             "ray", "--address", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "ray", "--address", address, *LOOPBACK], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=cwd)
     # Wait until a run on the worker node has checkpointed, then kill that node's raylet.
     deadline, victim = time.time() + 180, None
