@@ -23,10 +23,10 @@ from harness.config import TrainConfig, config_diff, config_digest
 from harness.envs import VecTask
 from harness.errors import HarnessError, PluginError
 from harness.evaluation import play_fixed_episodes
-from harness.plugins import Registries
-from harness.ppo import Batch
 from harness.executor import placement
 from harness.memory import check_memory
+from harness.plugins import Registries
+from harness.ppo import Batch
 from harness.provenance import code_digest, code_record
 from harness.results import RunDir, git_commit, versions
 from harness.run_lock import RunLock
@@ -62,19 +62,23 @@ class Trainer:
             self.run.prepare()
         torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
-        if cfg.n_envs > 64:  # learn the task's sizes from one copy before building many of them
-            probe = make_task(regs, cfg.task, 1, cfg.seed, cfg.env, stream=TRAIN_STREAM)
+        # The memory a config needs depends on the task's sizes: learn them from one copy before
+        # building many (a huge n_envs is refused before its copies exhaust the machine).
+        many = cfg.n_envs > 64
+        sizes = make_task(regs, cfg.task, 1, cfg.seed, cfg.env, stream=TRAIN_STREAM) if many else None
+        if sizes is not None:
             try:
-                check_memory(cfg, probe)
+                check_memory(cfg, sizes)
             finally:
-                probe.close()
+                sizes.close()
         self.task: VecTask = make_task(regs, cfg.task, cfg.n_envs, cfg.seed, cfg.env, stream=TRAIN_STREAM)
         self.checker = TaskChecker(regs.tasks.get(split_task(cfg.task)[0]).plugin, cfg.task)
-        try:
-            check_memory(cfg, self.task)
-        except HarnessError:
-            self.task.close()
-            raise
+        if not many:
+            try:
+                check_memory(cfg, self.task)
+            except HarnessError:
+                self.task.close()
+                raise
         self.eval_task: VecTask | None = None
         try:
             builder = network_entry.factory()
