@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -35,6 +36,15 @@ def tmpfs(tmp_path):
     yield mount
     for mnt in mounted:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def tiny_suite(steps, *, name: str = "tiny", schemes=("happo", "mappo"), seeds="2", eval_interval: int = 1,
+               checkpoint_interval: int = 1, extra: str = "") -> str:
+    """The text of a suite file on mpe/simple_spread at a tiny budget (2 copies x 25 steps, a [16] network)."""
+    return (f'[suite]\nname = "{name}"\nschemes = {json.dumps(list(schemes))}\ntasks = ["mpe/simple_spread"]\n'
+            f"seeds = {seeds}\nsteps = {steps}\neval_interval = {eval_interval}\neval_episodes = 2\n"
+            f"[config]\nn_envs = 2\nrollout_length = 25\neval_envs = 2\nhidden_sizes = [16]\n"
+            f"checkpoint_interval = {checkpoint_interval}\n{extra}")
 
 
 TINY = {"n_envs": 2, "rollout_length": 25, "eval_episodes": 2, "eval_envs": 2, "eval_interval": 1,

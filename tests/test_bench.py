@@ -15,26 +15,11 @@ from harness.bench import load_suite
 from harness.errors import HarnessError
 from harness.results import RunDir
 
+from conftest import tiny_suite
+
 HARNESS = str(Path(sys.executable).with_name("harness"))
 
-SUITE = """
-[suite]
-name = "tiny"
-schemes = ["happo", "mappo"]
-tasks = ["mpe/simple_spread"]
-seeds = 2
-steps = {steps}
-eval_interval = 1
-eval_episodes = 2
-[config]
-n_envs = 2
-rollout_length = 25
-eval_envs = 2
-hidden_sizes = [16]
-checkpoint_interval = 1
-[schemes.mappo]
-share_params = "false"
-"""
+SUITE = tiny_suite("{steps}", extra='[schemes.mappo]\nshare_params = "false"\n')
 
 
 def write(tmp_path, text, name="suite.toml"):

@@ -17,27 +17,14 @@ import pytest
 
 pytest.importorskip("ray", reason="the ray executor's tests need Ray: pip install -e \".[ray]\"")
 
+from conftest import tiny_suite  # noqa: E402
+
 BIN = Path(sys.executable).parent
 HARNESS = str(BIN / "harness")
 RAY = str(BIN / "ray")
 TIMING = {"steps_per_s", "collect_s", "update_s", "wall_s"}
 
-SUITE = """
-[suite]
-name = "ray"
-schemes = ["happo", "mappo"]
-tasks = ["mpe/simple_spread"]
-seeds = 2
-steps = {steps}
-eval_interval = 5
-eval_episodes = 2
-[config]
-n_envs = 2
-rollout_length = 25
-eval_envs = 2
-hidden_sizes = [16]
-checkpoint_interval = 4
-"""
+SUITE = tiny_suite("{steps}", name="ray", eval_interval=5, checkpoint_interval=4)
 
 
 def _free_port() -> int:

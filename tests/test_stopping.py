@@ -14,24 +14,12 @@ import pytest
 
 from harness.results import RunDir
 
+from conftest import tiny_suite
+
 HARNESS = str(Path(sys.executable).with_name("harness"))
 
-SUITE = """
-[suite]
-name = "stop"
-schemes = ["happo"]
-tasks = ["mpe/simple_spread"]
-seeds = [1, 2, 3, 4]
-steps = 60000
-eval_interval = 50
-eval_episodes = 2
-[config]
-n_envs = 2
-rollout_length = 25
-eval_envs = 2
-hidden_sizes = [16]
-checkpoint_interval = 1000
-"""
+SUITE = tiny_suite(60000, name="stop", schemes=["happo"], seeds="[1, 2, 3, 4]", eval_interval=50,
+                   checkpoint_interval=1000)
 
 
 def _children(pid: int) -> list[int]:
@@ -90,8 +78,6 @@ def test_a_signal_to_bench_checkpoints_running_runs_cancels_queued_ones_and_exit
         assert ckpt["iteration"] == int(rows[-1]["iteration"]) >= 5
     assert not (third / "metrics.csv").exists() and not (fourth / "metrics.csv").exists()  # never started
     # A re-run resumes from those checkpoints: no row lost or doubled.
-    short = SUITE.replace("steps = 60000", "steps = 60000")
-    path.write_text(short)
     before = {run: len(RunDir(run).rows()) for run in (first, second)}
     again = subprocess.Popen([HARNESS, "bench", str(path), "--out", str(out), "--jobs", "2", "--quiet", "--no-plot"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
