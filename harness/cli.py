@@ -164,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="tune a scheme's hyperparameters with an Optuna study")
     p.add_argument("sweep", help="sweep file, e.g. benchmarks/sweeps/happo_spread.toml")
-    p.add_argument("--storage", help="SQLAlchemy URL of the study's database, e.g. postgresql://user@host/db "
-                   "(default: SQLite file <out>/study.db)")
+    p.add_argument("--storage", help="SQLAlchemy URL of the study's database, e.g. postgresql://user@host/db, or "
+                   "journal:///path/study.log for a journal file (default: SQLite file <out>/study.db)")
     p.add_argument("--trials", type=int, help="finished trials the study should reach (default: the file's)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (default 1)")
     p.add_argument("--resume", action="store_true", help="continue an existing study (an error if there is none)")

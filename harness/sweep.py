@@ -377,6 +377,13 @@ def make_storage(sweep: Sweep, storage: str | None):
     url = sweep.storage_url(storage)
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    journal = journal_path(url)
+    if journal is not None:  # a file on a shared filesystem: no database server needed
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        return JournalStorage(JournalFileBackend(str(journal), lock_obj=JournalFileOpenLock(str(journal))))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # heartbeats are marked experimental
@@ -393,6 +400,17 @@ def make_storage(sweep: Sweep, storage: str | None):
     finally:
         # Failed trials are reported by the harness in one line each, without Optuna's traceback.
         optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def journal_path(url: str) -> Path | None:
+    """The file of a ``journal:///abs/path.log`` (or ``journal:rel/path.log``) storage, else None."""
+    if not url.startswith("journal:"):
+        return None
+    rest = url[len("journal:"):]
+    path = Path(rest[2:] if rest.startswith("//") else rest)  # journal:///abs -> /abs
+    if str(path) in ("", ".", "/"):
+        raise HarnessError(f"storage {url!r} names no file; write journal:///path/to/study.log")
+    return path
 
 
 def _safe_url(url: str) -> str:
@@ -535,11 +553,12 @@ def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = Non
         raise HarnessError(f"--jobs {jobs} must be >= 1")
     check_writable(sweep.out)
     url = sweep.storage_url(storage)
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        db = Path(url[len("sqlite:///"):])
-        check_writable(db.parent, "the SQLite study's directory")
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:" or journal_path(url) is not None:
+        db = journal_path(url) or Path(url[len("sqlite:///"):])
+        kind = "journal" if journal_path(url) is not None else "SQLite study"
+        check_writable(db.parent, f"the {kind}'s directory")
         if db.exists() and not os.access(db, os.W_OK):
-            raise HarnessError(f"cannot write to the SQLite study {str(db)!r}: the file is read-only")
+            raise HarnessError(f"cannot write to the {kind} {str(db)!r}: the file is read-only")
     study = open_study(sweep, storage, resume)
     retried = requeue_interrupted(study)
     if progress:

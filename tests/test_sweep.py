@@ -359,3 +359,22 @@ def test_run_sweep_rejects_bad_counts(tmp_path):
         run_sweep(sweep, jobs=0)
     with pytest.raises(HarnessError, match="--trials 0 must be >= 1"):
         run_sweep(sweep, trials=0)
+
+
+def test_two_workers_share_a_journal_file_study(tmp_path):
+    """Optuna's journal storage: one file on a (shared) filesystem, no database server."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = write_sweep(tmp_path, name="journal", steps=3000)
+    out = tmp_path / "out"
+    journal = tmp_path / "shared" / "study.log"
+    assert main(["sweep", str(path), "--out", str(out), "--quiet", "--trials", "6", "--jobs", "2",
+                 "--storage", f"journal://{journal}"]) == 0
+    study = optuna.load_study(study_name="journal", storage=JournalStorage(JournalFileBackend(str(journal))))
+    trials = study.get_trials()
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) >= 6
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers took trials from the one file
+    assert len({t.number for t in trials}) == len(trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)  # no trial ran twice
+    assert not (out / "study.db").exists() and (out / "best.toml").exists()
