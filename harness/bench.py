@@ -38,9 +38,8 @@ from typing import Any
 from harness import stopping
 from harness.config import (TrainConfig, build_config, config_diff, load_overrides_file, need, need_unique,
                             plugin_list, read_spec_file, seed_list, check_name)
-from harness.envs import coerce
 from harness.errors import HarnessError
-from harness.executor import Executor, Job
+from harness.executor import Executor, Job, make_executor
 from harness.plugins import Registries, load_plugins
 from harness.results import RunDir, check_writable
 from harness.tasks import make_task, split_task
@@ -266,27 +265,6 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
         files = plot_results(out)
         print(f"plots and tables in {files[0].parent}", file=sys.stderr)
     return len(failures)
-
-
-def make_executor(regs: Registries, name: str, jobs: int | None, options: dict[str, Any]) -> Executor:
-    """The registered executor ``name`` with its options checked (one-line errors for bad ones)."""
-    entry = regs.executors.get(name)
-    schema = entry.extra.get("options") or {}
-    unknown = sorted(set(options) - set(schema))
-    if unknown:
-        raise HarnessError(f"executor {name!r} has no option {unknown[0]!r}; its options: {', '.join(sorted(schema)) or '(none)'}")
-    opts = {k: o.default for k, o in schema.items()}
-    opts.update({k: coerce(f"executor option {k}", v, schema[k].type) for k, v in options.items()})
-    try:
-        runner = entry.factory(jobs, opts)
-    except HarnessError:
-        raise
-    except Exception as exc:
-        raise HarnessError(f"plugin {entry.plugin!r}: executor {name!r} could not start: {type(exc).__name__}: {exc}") from None
-    if not isinstance(runner, Executor):
-        raise HarnessError(f"plugin {entry.plugin!r}: executor {name!r} is a {type(runner).__name__}, "
-                           "expected a harness.executor.Executor")
-    return runner
 
 
 def _run_on(runner: Executor, suite: Suite, todo: list[RunSpec], progress: bool) -> list[str]:

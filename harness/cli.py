@@ -18,6 +18,15 @@ def _add_plugin_arg(p: argparse.ArgumentParser) -> None:
                    help="load a plugin that is not installed (a module name or a .py file); repeatable")
 
 
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default="local",
+                   help="where the work runs: a registered executor (harness plugins lists them; default local)")
+    p.add_argument("--address", help="the cluster to run on, for executors that take one (same as "
+                   "--executor-option address=...), e.g. auto or HOST:PORT for ray")
+    p.add_argument("--executor-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an executor setting (overrides a suite's [executor.<name>] table); repeatable")
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from harness.plugins import load_plugins
     regs = load_plugins(args.plugin)
@@ -84,9 +93,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.sweep import load_sweep, run_sweep
+    from harness.config import parse_set
     sweep = load_sweep(args.sweep, args.out)
+    options = dict(parse_set(args.executor_option, "--executor-option"))
+    if args.address is not None:
+        options["address"] = args.address
     summary = run_sweep(sweep, storage=args.storage, trials=args.trials, jobs=args.jobs, resume=args.resume,
-                        progress=not args.quiet)
+                        progress=not args.quiet, executor=args.executor, executor_options=options)
     c = summary["counts"]
     print(f"study {summary['study']}: {c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed")
     if "best_value" in summary:
@@ -150,12 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results directory (default results/<suite name>)")
     p.add_argument("--no-plot", action="store_true", help="do not plot at the end")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state, train nothing")
-    p.add_argument("--executor", default="local",
-                   help="where the runs train: a registered executor (harness plugins lists them; default local)")
-    p.add_argument("--address", help="the cluster to run on, for executors that take one (same as "
-                   "--executor-option address=...), e.g. auto or HOST:PORT for ray")
-    p.add_argument("--executor-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="an executor setting (overrides the suite's [executor.<name>] table); repeatable")
+    _add_executor_args(p)
     p.add_argument("--rerun-changed", action="store_true",
                    help="move runs made with another config than the suite asks to <out>/.replaced/<time>/ "
                         "and train them afresh (default: stop and name them)")
@@ -167,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="SQLAlchemy URL of the study's database, e.g. postgresql://user@host/db, or "
                    "journal:///path/study.log for a journal file (default: SQLite file <out>/study.db)")
     p.add_argument("--trials", type=int, help="finished trials the study should reach (default: the file's)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes on this machine (default 1)")
+    p.add_argument("--jobs", "--workers", type=int, default=1, dest="jobs",
+                   help="workers joining the study (default 1; more run as the executor's jobs)")
+    _add_executor_args(p)
     p.add_argument("--resume", action="store_true", help="continue an existing study (an error if there is none)")
     p.add_argument("--out", help="directory for trial runs and outputs (default results/sweeps/<name>)")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.envs import coerce
+from harness.errors import HarnessError
+
 
 @dataclass
 class Job:
@@ -64,6 +67,27 @@ class Executor(ABC):
 
     def close(self) -> None:
         """Release the executor's processes or connections (waits for running jobs to end)."""
+
+
+def make_executor(regs: Any, name: str, jobs: int | None, options: dict[str, Any]) -> Executor:
+    """The registered executor ``name`` with its options checked (one-line errors for bad ones)."""
+    entry = regs.executors.get(name)
+    schema = entry.extra.get("options") or {}
+    unknown = sorted(set(options) - set(schema))
+    if unknown:
+        raise HarnessError(f"executor {name!r} has no option {unknown[0]!r}; its options: {', '.join(sorted(schema)) or '(none)'}")
+    opts = {k: o.default for k, o in schema.items()}
+    opts.update({k: coerce(f"executor option {k}", v, schema[k].type) for k, v in options.items()})
+    try:
+        runner = entry.factory(jobs, opts)
+    except HarnessError:
+        raise
+    except Exception as exc:
+        raise HarnessError(f"plugin {entry.plugin!r}: executor {name!r} could not start: {type(exc).__name__}: {exc}") from None
+    if not isinstance(runner, Executor):
+        raise HarnessError(f"plugin {entry.plugin!r}: executor {name!r} is a {type(runner).__name__}, "
+                           "expected a harness.executor.Executor")
+    return runner
 
 
 def placement() -> dict[str, str]:

@@ -36,15 +36,15 @@ re-queued with the same parameters (Optuna's ``RetryHeartbeatStaleTrialCallback`
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import dataclasses
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import os
 import re
 import socket
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from harness import stopping
 from harness.config import (FIELDS, build_config, check_name, need, need_unique, plugin_list, read_spec_file,
                             seed_list)
 from harness.errors import HarnessError
+from harness.executor import Job, make_executor
 from harness.plugins import Registries, load_plugins
 from harness.results import check_writable
 from harness.tasks import make_task
@@ -530,22 +531,42 @@ def _print_trial(study, trial, counts: dict[str, int], total: int) -> None:
           f"({counts['pruned']} pruned, {counts['fail']} failed); {best}", file=sys.stderr, flush=True)
 
 
-def _worker_main(sweep: Sweep, storage: str | None, total: int, offset: int, progress: bool,
-                 parent: int = 0, stop_event: Any = None) -> None:
-    stopping.worker_setup(parent or os.getppid(), stop_event)
+def _run_workers(sweep: Sweep, storage: str | None, total: int, jobs: int, progress: bool, executor: str,
+                 options: dict[str, Any]) -> None:
+    """``jobs`` sweep workers as jobs of ``executor``; each joins the study and runs trials until it is done."""
+    runner = make_executor(load_plugins(sweep.plugins), executor, jobs, options)
+    shared = dataclasses.replace(sweep, out=sweep.out.resolve())  # workers may run in other directories
+    failures: list[str] = []
+    if progress:
+        print(f"sweep workers: {runner.resources()}", file=sys.stderr)
     try:
-        with stopping.working():
-            worker(sweep, storage, total, offset, progress)
-    except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except stopping.Interrupted as exc:
-        sys.exit(exc.exit_code)
+        runner.check_output(shared.out)
+        runner.submit([Job(k, worker, (shared, storage, total, k, progress)) for k in range(jobs)])
+        stopped = False
+        while runner.pending():
+            if stopping.requested() is not None and not stopped:
+                runner.stop()  # each worker's running trial checkpoints its runs and stops
+                stopped = True
+            for job, _, exc in runner.wait(0.5):
+                if exc is not None and not isinstance(exc, (KeyboardInterrupt, cf.CancelledError)):
+                    failures.append(f"worker {job.key}: {exc}")
+    except KeyboardInterrupt:  # asked twice: stop the workers now (their checkpoints stay)
+        runner.kill()
+        raise
+    finally:
+        runner.close()
+    stopping.check()
+    if failures:
+        raise HarnessError(f"{len(failures)} sweep worker(s) failed ({failures[0]}); re-run with --resume to continue")
 
 
 def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = None, jobs: int = 1,
-              resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run (or join, or continue) the study until it has ``trials`` finished trials; write outputs."""
+              resume: bool = False, progress: bool = True, executor: str = "local",
+              executor_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or join, or continue) the study until it has ``trials`` finished trials; write outputs.
+
+    ``jobs`` workers join the study; more than one (or an executor other than ``local``) run as the
+    executor's jobs, e.g. Ray tasks on a cluster whose nodes see the output tree and the storage."""
     total = trials if trials is not None else sweep.trials
     if total < 1:
         raise HarnessError(f"--trials {total} must be >= 1")
@@ -566,30 +587,10 @@ def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = Non
               f"{_finished(study)}/{total} trials finished, {jobs} worker(s)"
               + (f"; retrying interrupted trial(s) {retried} from their checkpoints" if retried else ""),
               file=sys.stderr)
-    if jobs == 1:
+    if jobs == 1 and executor == "local":
         worker(sweep, storage, total, 0, progress)
     else:
-        ctx = mp.get_context("spawn")
-        stop_event = ctx.Event()
-        procs = [ctx.Process(target=_worker_main, args=(sweep, storage, total, k, progress, os.getpid(), stop_event))
-                 for k in range(jobs)]
-        try:
-            for p in procs:
-                p.start()
-                time.sleep(0.5)  # let the first create the tables before the others connect
-            while any(p.is_alive() for p in procs):
-                if stopping.requested() is not None:
-                    stop_event.set()  # each worker's running trial checkpoints its runs and stops
-                for p in procs:
-                    p.join(timeout=0.25)
-        except KeyboardInterrupt:  # asked twice: stop the workers now (their checkpoints stay)
-            for p in procs:
-                p.kill()
-            raise
-        stopping.check()
-        bad = [p.exitcode for p in procs if p.exitcode != 0]
-        if bad:
-            raise HarnessError(f"{len(bad)} sweep worker(s) exited with codes {bad}; re-run with --resume to continue")
+        _run_workers(sweep, storage, total, jobs, progress, executor, executor_options or {})
     return write_outputs(sweep, storage)
 
 

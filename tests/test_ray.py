@@ -140,3 +140,47 @@ def test_a_killed_worker_node_is_absorbed_by_resuming_its_runs(cluster, tmp_path
         record = json.loads((out / run / "config.json").read_text())
         resumed += bool(record.get("resumes"))
     assert resumed >= 1, "the interrupted run should have been resumed from its checkpoint"
+
+
+SWEEP = """
+[sweep]
+name = "rayjournal"
+scheme = "happo"
+tasks = ["mpe/simple_spread"]
+steps = 1000
+trials = 6
+evaluations = 2
+eval_episodes = 2
+sampler = "random"
+pruner = "none"
+[config]
+n_envs = 2
+rollout_length = 25
+eval_envs = 2
+hidden_sizes = [16]
+[space]
+lr = { low = 1e-4, high = 1e-3, log = true }
+"""
+
+
+def test_two_ray_sweep_workers_share_one_journal_file_study(cluster, tmp_path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    address, _, _, env, cwd = cluster
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP)
+    journal = tmp_path / "study.log"
+    res = subprocess.run([HARNESS, "sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "2", "--quiet",
+                          "--storage", f"journal://{journal}", "--executor", "ray", "--address", address, *LOOPBACK],
+                         capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+    assert res.returncode == 0, res.stderr
+    study = optuna.load_study(study_name="rayjournal", storage=JournalStorage(JournalFileBackend(str(journal))))
+    trials = study.get_trials()
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) >= 6 and len({t.number for t in trials}) == len(trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)  # no trial ran twice
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # the two workers, each a Ray task
+    runs = list((tmp_path / "out" / "trials").glob("*/mpe/simple_spread/seed_1/config.json"))
+    assert runs and {json.loads(r.read_text())["executor"] for r in runs} == {"ray"}
