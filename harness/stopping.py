@@ -65,10 +65,10 @@ def _handler(signum: int, _frame: Any) -> None:
     request(signum)
 
 
-def install() -> None:
-    """Handle SIGINT and SIGTERM by requesting a stop (only possible in the main thread)."""
+def install(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+    """Handle ``signals`` (SIGINT and SIGTERM) by requesting a stop (only possible in the main thread)."""
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             signal.signal(sig, _handler)
 
 
