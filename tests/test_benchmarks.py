@@ -31,3 +31,17 @@ def test_throughput_prints_consistent_ratios_and_both_profiles():
     shares = [float(m) for m in re.findall(r"^  \S+.*?calls\s+[\d.]+ ms\s+([\d.]+)%$", out, re.M)]
     assert len(shares) == 8 and 0 < sum(shares) <= 100.1
     assert shares == sorted(shares, reverse=True)
+
+
+def test_executors_benchmark_prints_both_wall_times_and_their_ratio(tmp_path):
+    import pytest
+    pytest.importorskip("ray", reason="benchmarks/executors.py needs Ray: pip install -e \".[ray]\"")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import tiny_suite
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(tiny_suite(200, name="tiny"))
+    out = subprocess.run([sys.executable, "benchmarks/executors.py", "--suite", str(suite)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    local, ray, ratio = re.search(r"local ([\d.]+) s, ray ([\d.]+) s \(ray/local ([\d.]+)\)", out).groups()
+    assert float(local) > 0 and float(ray) > 0 and abs(float(ray) / float(local) - float(ratio)) < 0.01
+    assert "tiny.toml: best local" in out
