@@ -96,6 +96,8 @@ class RayExecutor(Executor):
             try:
                 self.ray.get(probe.options(num_cpus=0, scheduling_strategy=strategy).remote(str(out.resolve()), name),
                              timeout=120)
+            except self.ray.exceptions.TaskUnschedulableError:
+                continue  # the node died since it was listed: no run will go there
             except Exception as exc:
                 cause = getattr(exc, "cause", None) or exc
                 raise HarnessError(f"node {node['NodeID'][:12]} ({node.get('NodeManagerAddress')}) cannot write to "

@@ -106,42 +106,6 @@ def test_an_unreachable_cluster_or_unwritable_output_is_one_line(cluster, tmp_pa
     assert res.returncode == 2 and "executor 'ray' has no option 'nope'; its options: address, " in res.stderr
 
 
-def test_a_killed_worker_node_is_absorbed_by_resuming_its_runs(cluster, tmp_path):
-    address, worker_port, worker_node, env, cwd = cluster
-    path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(steps=6000))
-    reference = _bench(path, tmp_path / "reference", "--jobs", "2")
-    assert reference.returncode == 0, reference.stderr
-    out = tmp_path / "ray"
-    proc = subprocess.Popen([HARNESS, "bench", str(path), "--out", str(out), "--quiet", "--no-plot", "--executor",
-                             "ray", "--address", address, *LOOPBACK], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=cwd)
-    # Wait until a run on the worker node has checkpointed, then kill that node's raylet.
-    deadline, victim = time.time() + 180, None
-    while time.time() < deadline and victim is None and proc.poll() is None:
-        time.sleep(0.2)
-        for run in RUNS:
-            d = out / run
-            if (d / "checkpoint.pt").exists() and (d / "config.json").exists() and not (d / "DONE").exists() \
-                    and json.loads((d / "config.json").read_text())["node_id"] == worker_node:
-                raylets = subprocess.run(["pgrep", "-f", f"raylet.*node_manager_port={worker_port}"],
-                                         capture_output=True, text=True).stdout.split()
-                if raylets:
-                    victim = int(raylets[0])
-                    os.kill(victim, signal.SIGKILL)
-                    break
-    assert victim is not None, "no run on the worker node to interrupt"
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
-    resumed = 0
-    for run in RUNS:
-        assert (out / run / "DONE").exists()
-        assert _rows(out / run) == _rows(tmp_path / "reference" / run), run
-        record = json.loads((out / run / "config.json").read_text())
-        resumed += bool(record.get("resumes"))
-    assert resumed >= 1, "the interrupted run should have been resumed from its checkpoint"
-
-
 SWEEP = """
 [sweep]
 name = "rayjournal"
@@ -184,3 +148,41 @@ def test_two_ray_sweep_workers_share_one_journal_file_study(cluster, tmp_path):
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # the two workers, each a Ray task
     runs = list((tmp_path / "out" / "trials").glob("*/mpe/simple_spread/seed_1/config.json"))
     assert runs and {json.loads(r.read_text())["executor"] for r in runs} == {"ray"}
+
+
+def test_a_killed_worker_node_is_absorbed_by_resuming_its_runs(cluster, tmp_path):
+    """Last in this module: it kills the cluster's worker node."""
+    address, worker_port, worker_node, env, cwd = cluster
+    path = tmp_path / "suite.toml"
+    path.write_text(SUITE.format(steps=6000))
+    reference = _bench(path, tmp_path / "reference", "--jobs", "2")
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "ray"
+    proc = subprocess.Popen([HARNESS, "bench", str(path), "--out", str(out), "--quiet", "--no-plot", "--executor",
+                             "ray", "--address", address, *LOOPBACK], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=cwd)
+    # Wait until a run on the worker node has checkpointed, then kill that node's raylet.
+    deadline, victim = time.time() + 180, None
+    while time.time() < deadline and victim is None and proc.poll() is None:
+        time.sleep(0.2)
+        for run in RUNS:
+            d = out / run
+            if (d / "checkpoint.pt").exists() and (d / "config.json").exists() and not (d / "DONE").exists() \
+                    and json.loads((d / "config.json").read_text())["node_id"] == worker_node:
+                raylets = subprocess.run(["pgrep", "-f", f"raylet.*node_manager_port={worker_port}"],
+                                         capture_output=True, text=True).stdout.split()
+                if raylets:
+                    victim = int(raylets[0])
+                    os.kill(victim, signal.SIGKILL)
+                    break
+    assert victim is not None, "no run on the worker node to interrupt"
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    resumed = 0
+    for run in RUNS:
+        assert (out / run / "DONE").exists()
+        assert _rows(out / run) == _rows(tmp_path / "reference" / run), run
+        record = json.loads((out / run / "config.json").read_text())
+        resumed += bool(record.get("resumes"))
+    assert resumed >= 1, "the interrupted run should have been resumed from its checkpoint"
+
