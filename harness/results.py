@@ -13,7 +13,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import time
 from importlib import metadata
 from pathlib import Path

@@ -12,7 +12,6 @@ without accounting have no ``sacct``). Needs ``pip install -e ".[slurm]"``.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
 import os
 import socket

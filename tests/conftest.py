@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 
 import pytest
@@ -45,6 +46,21 @@ def tiny_suite(steps, *, name: str = "tiny", schemes=("happo", "mappo"), seeds="
             f"seeds = {seeds}\nsteps = {steps}\neval_interval = {eval_interval}\neval_episodes = 2\n"
             f"[config]\nn_envs = 2\nrollout_length = 25\neval_envs = 2\nhidden_sizes = [16]\n"
             f"checkpoint_interval = {checkpoint_interval}\n{extra}")
+
+
+def tiny_sweep(name: str, steps: int, trials: int, evaluations: int) -> str:
+    """The text of a sweep file tuning HAPPO's lr on mpe/simple_spread at a tiny budget, one seed."""
+    return (f'[sweep]\nname = "{name}"\nscheme = "happo"\ntasks = ["mpe/simple_spread"]\nsteps = {steps}\n'
+            f'seeds = 1\ntrials = {trials}\nevaluations = {evaluations}\neval_episodes = 2\nsampler = "random"\n'
+            f'pruner = "none"\n[config]\nn_envs = 2\nrollout_length = 25\neval_envs = 2\nhidden_sizes = [16]\n'
+            "[space]\nlr = { low = 1e-4, high = 1e-3, log = true }\n")
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 TINY = {"n_envs": 2, "rollout_length": 25, "eval_episodes": 2, "eval_envs": 2, "eval_interval": 1,

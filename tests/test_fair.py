@@ -4,7 +4,6 @@ outputs checked and blamed on the task, plugin code recorded, per-episode return
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 
 pytest.importorskip("ray", reason="the ray executor's tests need Ray: pip install -e \".[ray]\"")
 
-from conftest import tiny_suite  # noqa: E402
+from conftest import free_port, tiny_suite, tiny_sweep  # noqa: E402
 
 BIN = Path(sys.executable).parent
 HARNESS = str(BIN / "harness")
@@ -27,17 +26,11 @@ TIMING = {"steps_per_s", "collect_s", "update_s", "wall_s"}
 SUITE = tiny_suite("{steps}", name="ray", eval_interval=5, checkpoint_interval=4)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A head node and a worker node, one CPU each; yields (address, worker node's raylet port)."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    port, worker_port = _free_port(), _free_port()
+    port, worker_port = free_port(), free_port()
     cwd = tmp_path_factory.mktemp("ray")
     # Two addresses of the loopback range, one per node, so that all traffic stays on loopback.
     head = subprocess.run([RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.2", "--num-cpus=1",
@@ -106,25 +99,7 @@ def test_an_unreachable_cluster_or_unwritable_output_is_one_line(cluster, tmp_pa
     assert res.returncode == 2 and "executor 'ray' has no option 'nope'; its options: address, " in res.stderr
 
 
-SWEEP = """
-[sweep]
-name = "rayjournal"
-scheme = "happo"
-tasks = ["mpe/simple_spread"]
-steps = 1000
-trials = 6
-evaluations = 2
-eval_episodes = 2
-sampler = "random"
-pruner = "none"
-[config]
-n_envs = 2
-rollout_length = 25
-eval_envs = 2
-hidden_sizes = [16]
-[space]
-lr = { low = 1e-4, high = 1e-3, log = true }
-"""
+SWEEP = tiny_sweep("rayjournal", 1000, trials=6, evaluations=2)
 
 
 def test_two_ray_sweep_workers_share_one_journal_file_study(cluster, tmp_path):

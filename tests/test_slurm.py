@@ -17,19 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_suite
+from conftest import free_port, tiny_suite
 
 pytest.importorskip("submitit", reason="the slurm executor's tests need submitit: pip install -e \".[slurm]\"")
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 TIMING = {"steps_per_s", "collect_s", "update_s", "wall_s"}
 RUNS = [f"mpe/simple_spread/{s}/seed_{k}" for s in ("happo", "mappo") for k in (1, 2)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +39,8 @@ def slurm(tmp_path_factory):
     conf = d / "slurm.conf"
     conf.write_text(f"""ClusterName=harnesstest
 SlurmctldHost={host}(127.0.0.1)
-SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
+SlurmctldPort={free_port()}
+SlurmdPort={free_port()}
 AuthType=auth/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none

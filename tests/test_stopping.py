@@ -14,7 +14,7 @@ import pytest
 
 from harness.results import RunDir
 
-from conftest import tiny_suite
+from conftest import tiny_suite, tiny_sweep
 
 HARNESS = str(Path(sys.executable).with_name("harness"))
 
@@ -114,26 +114,7 @@ def test_bench_workers_stop_when_the_bench_is_killed(tmp_path):
     assert "[partial]" in res.stdout
 
 
-SWEEP = """
-[sweep]
-name = "stop"
-scheme = "happo"
-tasks = ["mpe/simple_spread"]
-steps = 6000
-seeds = 1
-trials = 2
-evaluations = 3
-eval_episodes = 2
-sampler = "random"
-pruner = "none"
-[config]
-n_envs = 2
-rollout_length = 25
-eval_envs = 2
-hidden_sizes = [16]
-[space]
-lr = { low = 1e-4, high = 1e-3, log = true }
-"""
+SWEEP = tiny_sweep("stop", 6000, trials=2, evaluations=3)
 
 
 def test_an_interrupted_sweep_trial_is_retried_from_its_checkpoints(tmp_path):
