@@ -93,7 +93,10 @@ PartitionName=main Nodes={host} Default=YES MaxTime=INFINITE State=UP
                 except (ProcessLookupError, ValueError):
                     pass
         for pid in started_munge or []:
-            os.kill(int(pid), signal.SIGTERM)
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass  # munged already gone: nothing to stop
 
 
 def _rows(run: Path) -> list[dict]:
