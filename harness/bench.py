@@ -17,8 +17,8 @@ A suite file::
     [tasks."mpe/simple_spread"]    # overrides for one task
     [schemes.mappo]                # overrides for one scheme
 
-Overrides apply in this order: harness defaults, threads=1, the [suite] budget, tuned values,
-[config], [tasks.T], [schemes.S]. Runs go to ``<out>/<task>/<scheme>/seed_<k>/``. Re-running the
+Overrides apply in this order: harness defaults, threads=1, the [suite] budget, tuned values (the
+task's, then its scheme-specific ones), [config], [tasks.T], [schemes.S]. Runs go to ``<out>/<task>/<scheme>/seed_<k>/``. Re-running the
 same command skips finished runs and resumes unfinished ones from their last checkpoint; a run
 counts for the suite only if its config digest equals what the suite now asks. A run made with
 another config stops the suite before anything runs (naming the run and the keys that differ);
@@ -158,11 +158,14 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
         tuned = entry.extra.get("tuned") if suite.get("tuned", False) else None
         base: list[tuple[str, Any]] = [("threads", 1)]
         base += [(k, suite[k]) for k in ("steps", "eval_interval", "eval_episodes") if k in suite]
-        base += list(tuned(task).items()) if tuned else []
-        base += list(data.get("config", {}).items()) + list(data.get("tasks", {}).get(task, {}).items())
+        tuned_values = dict(tuned(task)) if tuned else {}
+        tuned_by_scheme = tuned_values.pop("schemes", {})
+        base += list(tuned_values.items())
+        rest = list(data.get("config", {}).items()) + list(data.get("tasks", {}).get(task, {}).items())
         checked = False
         for scheme in schemes:
-            over = base + list(data.get("schemes", {}).get(scheme, {}).items())
+            over = (base + list(tuned_by_scheme.get(scheme, {}).items()) + rest
+                    + list(data.get("schemes", {}).get(scheme, {}).items()))
             for seed in seeds:
                 full = over + [("task", task), ("scheme", scheme), ("seed", seed)]
                 try:

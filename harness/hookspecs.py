@@ -26,7 +26,8 @@ def register_tasks(register: Callable[..., None]) -> None:
     ``<name>/<scenario>`` on the command line. Optional keywords: ``options`` (a dict of
     :class:`harness.envs.Option`), ``open_scenarios=True`` (any scenario name is passed to the
     factory), ``tuned`` (``tuned(task_name) -> dict`` of config overrides for ``tuned = true``
-    suites) and ``smoke=(scenario, options)`` (a small, fast instance the test suite trains on).
+    suites; an optional ``schemes`` table in it holds per-scheme overrides, e.g.
+    ``{"clip": 0.1, "schemes": {"mappo": {"rollout_length": 100}}}``) and ``smoke=(scenario, options)`` (a small, fast instance the test suite trains on).
     """
 
 

@@ -15,7 +15,7 @@ Two observation modes:
   networks' input LayerNorm, HARL's and the mlp plugin's, that is a no-op, so it is left out.)
 
 Besides gymnasium-robotics' own factorisations, the one-joint-per-agent splits of the HAPPO paper
-that gymnasium-robotics lacks (``Walker2d-6x1``, ``Humanoid-17x1``) are built here from its graph,
+that gymnasium-robotics lacks (``Walker2d-6x1``, ``Ant-8x1``, ``Humanoid-17x1``) are built here from its graph,
 with HARL's agent order. :func:`tuned_overrides` returns HARL's tuned hyperparameters for a task.
 """
 
@@ -42,6 +42,7 @@ SCENARIOS = (
     "Walker2d-2x3",
     "Walker2d-6x1",
     "Ant-4x2",
+    "Ant-8x1",
     "Humanoid-9|8",
     "Humanoid-17x1",
 )
@@ -65,6 +66,7 @@ OPTIONS = {
 _EXTRA_FACTORISATIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("Walker2d", "6x1"): ("foot_joint", "leg_joint", "thigh_joint",
                           "foot_left_joint", "leg_left_joint", "thigh_left_joint"),
+    ("Ant", "8x1"): ("hip1", "ankle1", "hip2", "ankle2", "hip3", "ankle3", "hip4", "ankle4"),
     ("Humanoid", "17x1"): ("left_shoulder1", "left_shoulder2", "abdomen_x", "abdomen_y", "abdomen_z",
                            "right_shoulder1", "right_shoulder2", "right_elbow", "left_elbow",
                            "left_hip_x", "left_hip_y", "left_hip_z", "right_hip_x", "right_hip_y",
