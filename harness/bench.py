@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import stopping
+from harness import stopping, tuning
 from harness.config import (TrainConfig, build_config, config_diff, load_overrides_file, need, need_unique,
                             plugin_list, read_spec_file, seed_list, check_name)
 from harness.errors import HarnessError
@@ -46,7 +46,7 @@ from harness.tasks import make_task, split_task
 
 SUITE_KEYS = {"name", "description", "schemes", "tasks", "seeds", "steps", "eval_interval", "eval_episodes",
               "tuned", "plugins"}
-TOP_KEYS = {"suite", "config", "tasks", "schemes", "executor"}
+TOP_KEYS = {"suite", "config", "tasks", "schemes", "executor", "tune"}
 
 
 @dataclass
@@ -58,6 +58,7 @@ class RunSpec:
     seed: int
     overrides: list[tuple[str, Any]]
     out: Path
+    record: dict[str, Any] = field(default_factory=dict)  # added to the run's config.json (e.g. its tuning)
 
     @property
     def label(self) -> str:
@@ -77,6 +78,8 @@ class Suite:
     runs: list[RunSpec] = field(default_factory=list)
     # [executor.<name>] tables: settings per executor, used when that executor runs the suite
     executor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # schemes tuned before the comparison (harness.tuning)
+    tunings: dict[str, Any] = field(default_factory=dict)
 
 
 def _list_of(value: Any, typ: type, path: Path, key: str) -> list:
@@ -140,6 +143,7 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
     _no_run_keys(data["config"], path, "[config]")
     data["tasks"] = {t: _with_include(v, path, f"[tasks.{t!r}]") for t, v in data.get("tasks", {}).items()}
     data["schemes"] = {s: _with_include(v, path, f"[schemes.{s}]") for s, v in data.get("schemes", {}).items()}
+    tune_specs = tuning.take_specs(data, path, schemes)
     for where, tables in (("tasks", data["tasks"]), ("schemes", data["schemes"])):
         for key, table in tables.items():
             _no_run_keys(table, path, f"[{where}.{key}]")
@@ -152,6 +156,7 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
     for name in executors:
         regs.executors.get(name)  # an unknown executor name is an error listing the known ones
     result.executor_options = {k: dict(v) for k, v in executors.items()}
+    pair_overrides: dict[tuple[str, str], list[tuple[str, Any]]] = {}
     for task in tasks:
         family, scenario = split_task(task)
         entry = regs.tasks.get(family)
@@ -176,8 +181,19 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
                     make_task(regs, task, 1, 0, cfg.env).close()
                     checked = True
                 result.runs.append(RunSpec(task, scheme, seed, full, out / task / scheme / f"seed_{seed}"))
+            pair_overrides[(task, scheme)] = over
     result.out = out  # type: ignore[attr-defined]
+    result.tunings = tuning.build_tunings(tune_specs, path, name, tasks, seeds, suite.get("eval_episodes"), out, regs,
+                                          pair_overrides)
     return result
+
+
+def apply_tuning(suite: Suite, records: dict[str, dict[str, Any]]) -> None:
+    """Give each tuned scheme's runs its best parameters (applied last) and the tuning record."""
+    for r in suite.runs:
+        if r.scheme in records and "tuning" not in r.record:
+            r.overrides = r.overrides + list(records[r.scheme]["params"].items())
+            r.record = {**r.record, "tuning": records[r.scheme]}
 
 
 def _run_one(spec: RunSpec, plugins: list[str]) -> tuple[str, float | None]:
@@ -186,7 +202,7 @@ def _run_one(spec: RunSpec, plugins: list[str]) -> tuple[str, float | None]:
     regs = load_plugins(plugins)
     cfg = build_config(spec.overrides)
     with stopping.working():
-        Trainer(cfg, regs, spec.out, progress=False).run_training()
+        Trainer(cfg, regs, spec.out, progress=False, record=spec.record).run_training()
     rows = [r for r in RunDir(spec.out).rows() if r["eval_return"]]
     return spec.label, float(rows[-1]["eval_return"]) if rows else None
 
@@ -246,6 +262,8 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
     with ``rerun_changed`` (:func:`check_changed`)."""
     out: Path = suite.out  # type: ignore[attr-defined]
     check_writable(out)
+    if suite.tunings:  # tune first (resuming the studies), then compare the tuned configurations
+        apply_tuning(suite, tuning.run_tuning(suite.tunings, jobs, executor, executor_options or {}, progress))
     check_changed(suite, rerun_changed)
     todo = [r for r in suite.runs if not RunDir(r.out).done]
     done_before = len(suite.runs) - len(todo)
@@ -317,7 +335,22 @@ def _run_on(runner: Executor, suite: Suite, todo: list[RunSpec], progress: bool)
 def describe(suite: Suite) -> list[str]:
     """One line per run: what would be trained where (for ``--dry-run``)."""
     lines = []
+    waiting = {}
+    for scheme, t in suite.tunings.items():
+        record = t.study_record()
+        if record is None:
+            waiting[scheme] = t.progress()
+            lines.append(f"tuning {scheme}: {t.sweep.trials} trials x {len(t.sweep.tasks)} task(s) x seeds "
+                         f"{t.sweep.seeds} x {t.sweep.steps} steps -> {t.sweep.out} [{waiting[scheme]}]")
+        else:
+            apply_tuning(suite, {scheme: record})
+            lines.append(f"tuning {scheme}: done, best trial {record['trial']} ({record['objective']:.3f}): "
+                         f"{record['params']}")
     for r in suite.runs:
+        if r.scheme in waiting:
+            lines.append(f"{r.label}: {build_config(r.overrides).steps} steps with {r.scheme}'s tuned parameters "
+                         f"-> {r.out} [awaits tuning: {waiting[r.scheme]}]")
+            continue
         cfg: TrainConfig = build_config(r.overrides)
         state, detail = run_state(r)
         note = f": {detail}" if detail else ""

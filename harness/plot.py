@@ -631,8 +631,34 @@ def plot_results(root: str | Path, out_dir: str | Path | None = None, allow_mixe
         written += _plot_curves(df, palette, out)
         written += _plot_final(df, summary, palette, out)
         written += _plot_aggregate(iqm_table, improvement, palette, out)
+        written += _plot_tuning(root, palette, out)
     written += _write_tables(df, summary, iqm_table, improvement, out)
     return written
+
+
+def _plot_tuning(root: Path, palette: dict[str, Any], out: Path) -> list[Path]:
+    """``tuning``: each tuned scheme's best-so-far objective against finished trials, side by side
+    on one y scale (a suite's tuning studies, ``<root>/.tuning/<scheme>/trials.csv``)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from harness.tuning import TUNING_DIR, best_so_far
+    curves = {p.parent.name: best_so_far(p) for p in sorted((root / TUNING_DIR).glob("*/trials.csv"))}
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return []
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.6), sharey=True, squeeze=False)
+    for ax, (scheme, points) in zip(axes[0], curves.items()):
+        xs, ys = zip(*points)
+        ax.step(xs, ys, where="post", color=palette.get(scheme), label=scheme, linewidth=2)
+        ax.plot(xs, ys, "o", color=palette.get(scheme), markersize=4)
+        ax.set_title(f"{scheme}: {len(points)} complete trials")
+        ax.set_xlabel("trial")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0][0].set_ylabel("best objective so far")
+    fig.suptitle("tuning: best objective (mean evaluation return, late training) by trial", y=1.02)
+    fig.tight_layout()
+    return _save(fig, out, "tuning")
 
 
 def _write_tables(df: pd.DataFrame, summary: pd.DataFrame, iqm_table: pd.DataFrame, improvement: pd.DataFrame,
@@ -659,5 +685,6 @@ def provenance(df: pd.DataFrame) -> list[dict[str, Any]]:
                     "config_digest": record.get("config_digest"), "versions": record.get("versions"),
                     "git_commit": record.get("git_commit"), "task_spec": record.get("task_spec"),
                     "plugins": record.get("plugins"), "code": record.get("code"),
-                    "code_digest": record.get("code_digest"), "actors": record.get("actors")})
+                    "code_digest": record.get("code_digest"), "actors": record.get("actors"),
+                    "tuning": record.get("tuning")})
     return out

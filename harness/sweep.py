@@ -170,6 +170,7 @@ class Sweep:
     space: list[Dimension]
     out: Path
     digest: str
+    per_task: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
 
     def storage_url(self, storage: str | None) -> str:
         return storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
@@ -185,7 +186,17 @@ def _posint(sw: dict, key: str, default: int | None, path: Path, minimum: int = 
 def load_sweep(path: str | Path, out: str | Path | None = None, regs: Registries | None = None) -> Sweep:
     """Parse and validate a sweep file (every error before any trial runs)."""
     path = Path(path)
-    data, sw = read_spec_file(path, "sweep", TOP_KEYS, SWEEP_KEYS, ("scheme", "tasks", "steps"))
+    data, _ = read_spec_file(path, "sweep", TOP_KEYS, SWEEP_KEYS, ("scheme", "tasks", "steps"))
+    return sweep_from_data(data, path, out, regs)
+
+
+def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = None, regs: Registries | None = None,
+                    per_task: dict[str, list[tuple[str, Any]]] | None = None) -> Sweep:
+    """A validated sweep from a sweep file's tables (``path`` names where they came from in errors).
+    ``per_task`` adds config overrides for one task's runs, before the sweep's budget and the
+    trial's parameters (a suite's tuning uses it for the task's own settings)."""
+    sw = data["sweep"]
+    per_task = per_task or {}
     scheme = sw["scheme"]
     need(isinstance(scheme, str), path, f"[sweep] scheme={scheme!r} must be a scheme name")
     tasks = sw["tasks"]
@@ -233,16 +244,18 @@ def load_sweep(path: str | Path, out: str | Path | None = None, regs: Registries
     # Every task must build, and every config a trial could draw must be valid at its corners.
     for task in tasks:
         try:
-            cfg = build_config(base + [("task", task), ("scheme", scheme)])
+            task_base = base[:1] + per_task.get(task, []) + base[1:]
+            cfg = build_config(task_base + [("task", task), ("scheme", scheme)])
             for corner in (0, 1):
-                build_config(base + [("task", task), ("scheme", scheme)] +
+                build_config(task_base + [("task", task), ("scheme", scheme)] +
                              [(d.name, _corner(d, corner)) for d in space])
         except HarnessError as exc:
             raise HarnessError(f"{path}: {task}: {exc}") from None
         make_task(regs, task, 1, 0, cfg.env).close()
     name = check_name(sw.get("name", path.stem), path, "sweep")
     out = Path(out) if out is not None else Path("results") / "sweeps" / name
-    digest = hashlib.sha256(json.dumps({k: v for k, v in data.items()}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps({**data, **({"per_task": per_task} if per_task else {})}, sort_keys=True,
+                                       default=str).encode()).hexdigest()[:16]
     return Sweep(
         path=path, name=name, scheme=scheme, tasks=tasks, steps=steps, seeds=seeds,
         trials=_posint(sw, "trials", 20, path), evaluations=evaluations,
@@ -252,7 +265,7 @@ def load_sweep(path: str | Path, out: str | Path | None = None, regs: Registries
         warmup=_posint(sw, "pruner_warmup_evals", 2, path, minimum=0),
         heartbeat=_posint(sw, "heartbeat", 30, path), grace=_posint(sw, "grace", 120, path),
         max_retry=_posint(sw, "max_retry", 3, path, minimum=0),
-        plugins=plugins, fixed=base, space=space, out=out, digest=digest)
+        plugins=plugins, fixed=base, space=space, out=out, digest=digest, per_task=per_task)
 
 
 def _corner(d: Dimension, which: int) -> Any:
@@ -269,8 +282,10 @@ def trial_configs(sweep: Sweep, params: dict[str, Any]) -> list[tuple[str, int, 
     out = []
     for task in sweep.tasks:
         for seed in sweep.seeds:
-            cfg = build_config(sweep.fixed + list(params.items()) + [("task", task), ("scheme", sweep.scheme),
-                                                                     ("seed", seed)])
+            # threads first, then the task's own settings, then the sweep's budget, then the parameters
+            base = sweep.fixed[:1] + sweep.per_task.get(task, []) + sweep.fixed[1:]
+            cfg = build_config(base + list(params.items()) + [("task", task), ("scheme", sweep.scheme),
+                                                              ("seed", seed)])
             cfg.eval_interval = max(1, cfg.iterations // sweep.evaluations)
             cfg.checkpoint_interval = min(cfg.checkpoint_interval, cfg.eval_interval)
             cfg.absolute_factor = 0  # the objective is read off the periodic evaluations

@@ -51,8 +51,9 @@ class Trainer:
     """Trains one scheme on one task with one seed, writing to ``run_dir`` when given."""
 
     def __init__(self, cfg: TrainConfig, regs: Registries, run_dir: str | Path | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, record: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
+        self.record = dict(record or {})  # extra provenance for config.json, e.g. a suite's tuning
         self.regs = regs
         self.progress = progress
         self.run = RunDir(run_dir) if run_dir is not None else None
@@ -309,7 +310,7 @@ class Trainer:
                 "versions": versions(), "harness_version": __version__, "git_commit": git_commit(),
                 "task_spec": self.task.spec(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "plugins": self.regs.plugins, "code": code, "code_digest": code_digest(code),
-                "actors": layout() if layout is not None else None, **placement(),
+                "actors": layout() if layout is not None else None, **placement(), **self.record,
             })
         return True
 

@@ -1,0 +1,174 @@
+"""Tuned comparisons: tune every scheme of a suite with the same budget, then compare the tuned
+configurations on seeds the tuning never saw.
+
+A suite asks for it with a ``[tune]`` table (for every scheme) and/or, per scheme, ``tune = {...}``
+(merged over ``[tune]``) or ``sweep = "file.toml"`` (an existing sweep file for that scheme) in
+``[schemes.<name>]``::
+
+    [tune]
+    trials = 12             # finished trials per scheme
+    steps = 100_000         # env steps per tuning run
+    seeds = 2               # tuning seeds: a count (the seeds after the suite's last seed) or a list
+    # optional, as in a sweep file: evaluations, eval_episodes, objective_window, sampler, seed,
+    # pruner, pruner_startup_trials, pruner_warmup_evals, exclude, space = {...}, storage = "URL"
+
+Each tuned scheme gets an Optuna study over its declared search space on the suite's tasks, with
+every task's own settings (tuned values, ``[config]``, ``[tasks.T]``, ``[schemes.S]``), stored in
+``<out>/.tuning/<scheme>/`` (``study.db``, the trials' runs, ``trials.csv``, ``best.toml``; the
+leading dot keeps them out of the comparison's results). ``harness bench`` runs the studies first
+(resuming them), then trains the comparison with each scheme's best parameters applied last, and
+records the tuning in every run's ``config.json`` (``tuning``: study, storage, trial, objective,
+parameters, seeds). Tuning and evaluation seeds must not overlap.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import need
+from harness.errors import HarnessError
+from harness.plugins import Registries
+
+TUNE_KEYS = {"trials", "steps", "seeds", "evaluations", "eval_episodes", "objective_window", "sampler", "seed",
+             "pruner", "pruner_startup_trials", "pruner_warmup_evals", "exclude", "space", "storage"}
+TUNING_DIR = ".tuning"
+
+
+@dataclass
+class Tuning:
+    """One scheme's tuning study, as a suite asks for it."""
+
+    scheme: str
+    sweep: Any  # harness.sweep.Sweep
+    storage: str | None
+
+    def study_record(self) -> dict[str, Any] | None:
+        """The best trial of a study that has reached its trial count, as recorded in run provenance;
+        None while the study is short of trials."""
+        import optuna
+
+        from harness.sweep import _finished, _safe_url, make_storage
+        st = make_storage(self.sweep, self.storage)
+        if self.sweep.name not in [s.study_name for s in optuna.get_all_study_summaries(st)]:
+            return None
+        study = optuna.load_study(study_name=self.sweep.name, storage=st)
+        if _finished(study) < self.sweep.trials or not any(t.value is not None for t in study.best_trials):
+            return None
+        best = study.best_trial
+        return {"study": self.sweep.name, "storage": _safe_url(self.sweep.storage_url(self.storage)),
+                "trial": best.number, "objective": best.value,
+                # the searched values of the best trial, and the space's fixed values (part of every trial)
+                "params": {**{d.name: d.value for d in self.sweep.space if d.kind == "fixed"}, **best.params},
+                "trials": self.sweep.trials, "steps": self.sweep.steps, "seeds": list(self.sweep.seeds),
+                "tasks": list(self.sweep.tasks)}
+
+    def progress(self) -> str:
+        """``k/N trials`` of the study (0 when it does not exist yet)."""
+        from harness.sweep import study_trials
+        from optuna.trial import TrialState
+        done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                   for t in study_trials(self.sweep, self.storage))
+        return f"{done}/{self.sweep.trials} trials"
+
+
+def take_specs(data: dict[str, Any], path: Path, schemes: list[str]) -> dict[str, tuple[str, Any]]:
+    """Remove the tuning requests from a suite's tables: ``{scheme: ("tune", table) | ("sweep", file)}``."""
+    common = data.pop("tune", None)
+    need(common is None or isinstance(common, dict), path, "[tune] must be a table, e.g. trials = 12, steps = 100_000")
+    specs: dict[str, tuple[str, Any]] = {}
+    for scheme in schemes:
+        table = data.get("schemes", {}).get(scheme, {})
+        own, sweep_file = table.pop("tune", None), table.pop("sweep", None)
+        need(own is None or isinstance(own, dict), path, f"[schemes.{scheme}] tune={own!r} must be a table")
+        need(sweep_file is None or isinstance(sweep_file, str), path,
+             f"[schemes.{scheme}] sweep={sweep_file!r} must be a sweep file name")
+        need(not (own and sweep_file), path, f"[schemes.{scheme}] has both tune and sweep; keep one")
+        if sweep_file is not None:
+            specs[scheme] = ("sweep", sweep_file)
+        elif common is not None or own is not None:
+            specs[scheme] = ("tune", {**(common or {}), **(own or {})})
+    return specs
+
+
+# Keys of a comparison run's overrides that a tuning study sets itself (its budget and evaluations).
+_BUDGET_KEYS = {"threads", "steps", "eval_interval", "eval_episodes"}
+
+
+def build_tunings(specs: dict[str, tuple[str, Any]], path: Path, suite_name: str, tasks: list[str],
+                  seeds: list[int], eval_episodes: int | None, out: Path, regs: Registries,
+                  overrides: dict[tuple[str, str], list[tuple[str, Any]]]) -> dict[str, Tuning]:
+    """Every requested scheme's :class:`Tuning`. ``overrides[(task, scheme)]`` are the settings the
+    comparison's runs of that pair get; the tuning runs get them too, budget keys aside."""
+    from harness.sweep import load_sweep, sweep_from_data
+
+    result: dict[str, Tuning] = {}
+    for scheme, (kind, spec) in specs.items():
+        where = out / TUNING_DIR / scheme
+        storage = None
+        if kind == "sweep":
+            try:
+                sweep = load_sweep(path.parent / spec, where, regs)
+            except HarnessError as exc:
+                raise HarnessError(f"{path}: [schemes.{scheme}] sweep: {exc}") from None
+            need(sweep.scheme == scheme, path, f"[schemes.{scheme}] sweep {spec!r} tunes {sweep.scheme!r}, not {scheme!r}")
+        else:
+            spec = dict(spec)
+            unknown = set(spec) - TUNE_KEYS
+            need(not unknown, path, f"tune of {scheme}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TUNE_KEYS)}")
+            for key in ("trials", "steps"):
+                need(key in spec, path, f"tune of {scheme} needs {key!r} (e.g. trials = 12, steps = 100_000)")
+            storage = spec.pop("storage", None)
+            need(storage is None or isinstance(storage, str), path, f"tune of {scheme}: storage={storage!r} must be a URL")
+            space = spec.pop("space", {})
+            tune_seeds = spec.pop("seeds", 2)
+            if isinstance(tune_seeds, int) and not isinstance(tune_seeds, bool) and tune_seeds >= 1:
+                tune_seeds = list(range(max(seeds) + 1, max(seeds) + 1 + tune_seeds))
+            sw = {"name": f"{suite_name}_{scheme}", "scheme": scheme, "tasks": tasks, "seeds": tune_seeds,
+                  "eval_episodes": eval_episodes or 10, **spec}
+            per_task = {t: [(k, v) for k, v in overrides[(t, scheme)] if k not in _BUDGET_KEYS] for t in tasks}
+            try:
+                sweep = sweep_from_data({"sweep": sw, "space": space}, path, where, regs, per_task)
+            except HarnessError as exc:
+                raise HarnessError(f"{path}: tune of {scheme}: {exc}") from None
+        shared = sorted(set(sweep.seeds) & set(seeds))
+        need(not shared, path, f"tune of {scheme}: tuning seeds {sweep.seeds} overlap the comparison's seeds "
+                               f"{seeds} (shared: {shared}); tune on other seeds")
+        result[scheme] = Tuning(scheme, sweep, storage)
+    return result
+
+
+def run_tuning(tunings: dict[str, Tuning], jobs: int | None, executor: str, options: dict[str, Any],
+               progress: bool) -> dict[str, dict[str, Any]]:
+    """Run (or resume) every scheme's study to its trial count; return each one's best-trial record."""
+    from harness.sweep import run_sweep
+    records = {}
+    for scheme, t in tunings.items():
+        record = t.study_record()
+        if record is None:
+            print(f"tuning {scheme}: {t.sweep.trials} trials x {len(t.sweep.tasks)} task(s) x "
+                  f"{len(t.sweep.seeds)} seed(s) x {t.sweep.steps} steps in {t.sweep.out}", file=sys.stderr)
+            run_sweep(t.sweep, t.storage, jobs=jobs or 1, progress=progress, executor=executor,
+                      executor_options=options)
+            record = t.study_record()
+            if record is None:
+                raise HarnessError(f"tuning {scheme}: the study {t.sweep.name!r} finished without a complete trial; "
+                                   f"see {t.sweep.out / 'trials.csv'}")
+        records[scheme] = record
+    return records
+
+
+def best_so_far(trials_csv: Path) -> list[tuple[int, float]]:
+    """``(trial number, best objective up to it)`` over the complete trials of a study's ``trials.csv``."""
+    import pandas as pd
+    df = pd.read_csv(trials_csv)
+    if "state" not in df or "value" not in df:
+        return []
+    df = df[df["state"] == "COMPLETE"].sort_values("number")
+    out, best = [], float("-inf")
+    for number, value in zip(df["number"], df["value"]):
+        best = max(best, float(value))
+        out.append((int(number), best))
+    return out
