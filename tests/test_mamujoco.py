@@ -131,6 +131,16 @@ def test_one_joint_per_agent_factorisations(regs):
         assert res.state.shape == (1, 17)
     finally:
         task.close()
+    # Ant-8x1 likewise (HARL's order: hip and ankle of each leg in turn); agent k drives joint k.
+    task = _task(regs, "Ant-8x1", n_envs=1)
+    try:
+        assert len(task.agents) == 8 and [a.n for a in task.action_spaces] == [1] * 8
+        env = mamujoco._make_env("Ant", "8x1", 1, 1000, "local")
+        labels = [[node.label for node in part] for part in env.agent_action_partitions]
+        assert labels == [["hip1"], ["ankle1"], ["hip2"], ["ankle2"], ["hip3"], ["ankle3"], ["hip4"], ["ankle4"]]
+        env.close()
+    finally:
+        task.close()
 
 
 @pytest.mark.parametrize("name", ["Foo-2x3", "HalfCheetah-5x5", "HalfCheetah"])
@@ -159,9 +169,12 @@ def test_tuned_overrides():
     assert mamujoco.tuned_overrides("HalfCheetah-2x3") == tuned
     assert mamujoco.tuned_overrides("mamujoco/Foo-2x3") == {}
     assert mamujoco.tuned_overrides("mamujoco/Walker2d-2x3")["lr"] == 1e-3
-    for task in ("HalfCheetah-2x3", "Hopper-3x1", "Walker2d-2x3", "Walker2d-6x1", "Ant-4x2", "Humanoid-17x1"):
+    for task in ("HalfCheetah-2x3", "HalfCheetah-6x1", "Hopper-3x1", "Walker2d-2x3", "Walker2d-6x1", "Ant-4x2",
+                 "Ant-8x1", "Humanoid-17x1"):
         overrides = mamujoco.tuned_overrides(task)
         assert overrides, task
+        per_scheme = overrides.pop("schemes", {})
+        assert per_scheme == ({"mappo": {"rollout_length": 100}} if task == "Humanoid-17x1" else {})
         cfg = build_config({"task": f"mamujoco/{task}", **overrides})
         assert cfg.hidden_sizes == [128, 128, 128] and cfg.env == {"episode_limit": 1000}
         resolve_options("mamujoco", cfg.env, mamujoco.OPTIONS)

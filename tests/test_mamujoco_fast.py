@@ -49,7 +49,7 @@ def same_episodes(regs, task, fast_opts, expect):
 
 TASKS = ["mamujoco/HalfCheetah-2x3", "mamujoco/Hopper-3x1", "mamujoco/Walker2d-2x3", "mamujoco/Ant-4x2",
          "mamujoco/HalfCheetah-6x1", "mamujoco/Walker2d-6x1", "mamujoco/Humanoid-9|8", "mamujoco/Humanoid-17x1",
-         "mamujoco/Swimmer-2x1"]
+         "mamujoco/Swimmer-2x1", "mamujoco/Ant-8x1"]
 
 
 @pytest.mark.parametrize("task", TASKS)
