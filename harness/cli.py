@@ -1,4 +1,4 @@
-"""The ``harness`` command: ``plugins``, ``train``, ``bench``, ``sweep``, ``check-plugin``, ``plot``.
+"""The ``harness`` command: ``plugins``, ``train``, ``eval``, ``bench``, ``sweep``, ``check-plugin``, ``plot``.
 
 User errors (bad names, options, files) print one line ``harness: error: ...`` and exit 2.
 """
@@ -6,6 +6,7 @@ User errors (bad names, options, files) print one line ``harness: error: ...`` a
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -67,6 +68,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     evals = [r["eval_return"] for r in rows if r.get("eval_return") is not None]
     if evals:
         print(f"{cfg.scheme} on {cfg.task} seed {cfg.seed}: eval return {evals[0]:.2f} -> {evals[-1]:.2f}; wrote {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from harness import watch
+    watch.headless_gl()  # before MuJoCo is imported
+    if args.episodes is not None and args.episodes < 1:
+        raise HarnessError(f"--episodes {args.episodes} must be >= 1")
+    if args.video_episodes < 1:
+        raise HarnessError(f"--video-episodes {args.video_episodes} must be >= 1")
+    if args.video is not None and Path(args.video).suffix.lower() not in watch.VIDEO_FORMATS:
+        raise HarnessError(f"--video {args.video!r}: expected a file name ending in {' or '.join(watch.VIDEO_FORMATS)}")
+    trainer = watch.load_trainer(args.run, args.policy, args.seed, args.episodes, plugins=args.plugin)
+    try:
+        result = watch.score(trainer)
+        if args.video is not None:
+            result["video"] = watch.record_video(trainer, args.video, args.video_episodes, args.fps)
+    finally:
+        trainer.close()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        low, high = result["ci95"]
+        print(f"{result['scheme']} on {result['task']} ({args.policy} policy, seed {result['seed']}): mean return "
+              f"{result['mean']:.2f}, 95% CI [{low:.2f}, {high:.2f}] over {result['episodes']} episodes")
+        if "video" in result:
+            v = result["video"]
+            print(f"wrote {v['video']}: {v['frames']} frames at {v['fps']:g} fps, episode return(s) "
+                  + ", ".join(f"{r:.2f}" for r in v["returns"]))
     return 0
 
 
@@ -156,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_plugin_arg(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="score a trained run's policy (mean and 95%% CI) and optionally record a video")
+    p.add_argument("run", help="run directory (holding config.json and best.pt / checkpoint.pt)")
+    p.add_argument("--policy", choices=["best", "last"], default="best",
+                   help="best: the policy of the run's best evaluation (best.pt); last: its last checkpoint")
+    p.add_argument("--episodes", type=int, help="episodes to score (default: the run's eval_episodes)")
+    p.add_argument("--seed", type=int, help="seed of the start states (default: the run's seed, the start states "
+                                            "it was evaluated on)")
+    p.add_argument("--video", metavar="FILE", help="write the first episode(s), drawn, to FILE.gif or FILE.mp4")
+    p.add_argument("--video-episodes", type=int, default=1, help="episodes in the video (default 1)")
+    p.add_argument("--fps", type=float, help="video frames per second (default: 10 for MPE, 30 for MaMuJoCo)")
+    p.add_argument("--json", action="store_true", help="print the result, with per-episode returns, as JSON")
+    _add_plugin_arg(p)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="run a benchmark suite (schemes x tasks x seeds) and plot it")
     p.add_argument("suite", help="suite file, e.g. benchmarks/quickstart.toml")

@@ -95,6 +95,12 @@ class VecTask(ABC):
             "obs_has_agent_id": bool(self.obs_has_agent_id),
         }
 
+    def render(self, copy: int = 0) -> np.ndarray | None:
+        """Optional: an RGB frame (``H x W x 3`` uint8) of copy ``copy`` as it is now, for a task built
+        to draw (the task option ``render=true`` of the built-in task plugins); None when the task
+        draws no frames. Used by ``harness eval --video``."""
+        return None
+
     def close(self) -> None:
         """Release resources (worker processes, simulators)."""
 
@@ -242,6 +248,11 @@ class PettingZooVecTask(LocalCopiesTask):
             is_trunc = not is_term and (any(trunc[a] for a in agents) or not env.agents)
             self._end_step(result, c, r, is_term, is_trunc, obs)
         return result
+
+    def render(self, copy: int = 0) -> np.ndarray | None:
+        draw = getattr(self.envs[copy], "render", None)
+        frame = draw() if draw is not None else None
+        return None if frame is None else np.asarray(frame, dtype=np.uint8)
 
     def close(self) -> None:
         for env in self.envs:

@@ -59,6 +59,8 @@ OPTIONS = {
                                 "gathers (equal to gymnasium-robotics' own, faster)"),
     "threads": Option(int, 1, "with fast=true: threads simulating the copies (MuJoCo runs without Python's lock, "
                               "so 2 threads on 2 cores simulate up to twice as fast; same results)"),
+    "render": Option(bool, False, "copies draw RGB frames with MuJoCo's offscreen renderer (harness eval --video; "
+                                  "headless: MUJOCO_GL=egl); the same episodes"),
 }
 
 # Factorisations of the HAPPO paper that gymnasium-robotics 1.4 does not define: one joint per
@@ -154,6 +156,9 @@ class _ObsWrapper:
 
     def action_space(self, agent: str) -> Any:
         return self.env.action_space(agent)
+
+    def render(self) -> Any:
+        return self.env.render()
 
     def close(self) -> None:
         self.env.close()
@@ -286,13 +291,15 @@ class GatherObsEnv(_ObsWrapper):
                 {a: info for a in agents})
 
 
-def _make_env(name: str, conf: str, agent_obsk: int, episode_limit: int, obs_mode: str, fast: bool = False) -> Any:
+def _make_env(name: str, conf: str, agent_obsk: int, episode_limit: int, obs_mode: str, fast: bool = False,
+              render: bool = False) -> Any:
     # Module-level (with primitive arguments) so a functools.partial of it pickles for spawned workers;
     # the factorisation's graph nodes hold lambdas, so they are built here, inside the worker.
     mamujoco_v1 = _import_gymnasium_robotics()
     with _quiet_model_deprecations():
         env = mamujoco_v1.parallel_env(name, conf, agent_obsk=agent_obsk,
-                                       agent_factorization=_factorisation(name, conf), max_episode_steps=episode_limit)
+                                       agent_factorization=_factorisation(name, conf), max_episode_steps=episode_limit,
+                                       render_mode="rgb_array" if render else None)
     if obs_mode == "global":
         return GlobalObsEnv(env)
     return GatherObsEnv(env) if fast else env
@@ -301,8 +308,8 @@ def _make_env(name: str, conf: str, agent_obsk: int, episode_limit: int, obs_mod
 def _build(name: str, conf: str, opts: dict[str, Any], seed: int, stream: int, n_envs: int,
            copy_offset: int) -> VecTask:
     make = functools.partial(_make_env, name, conf, opts["agent_obsk"], opts["episode_limit"], opts["obs_mode"],
-                             opts["fast"])
-    if opts["fast"] and opts["obs_mode"] == "local":
+                             opts["fast"], opts["render"])
+    if opts["fast"] and opts["obs_mode"] == "local" and not opts["render"]:
         from harness_plugins import mamujoco_batched as batched
 
         probe = make()
@@ -328,6 +335,8 @@ def make_task(scenario: str, n_envs: int, seed: int, options: dict[str, Any], st
         raise HarnessError(f"env.obs_mode={opts['obs_mode']!r} is not one of: {', '.join(OBS_MODES)}")
     if opts["workers"] < 0:
         raise HarnessError(f"env.workers must be >= 0, got {opts['workers']}")
+    if opts["render"] and opts["workers"]:
+        raise HarnessError("env.render=true draws the copies in this process; it cannot be combined with env.workers")
     if opts["threads"] < 1 or (opts["threads"] > 1 and not opts["fast"]):
         raise HarnessError(f"env.threads={opts['threads']} is not accepted: expected 1, or more with env.fast=true")
     name, conf = split_scenario(scenario)

@@ -33,6 +33,7 @@ OPTIONS = {
     "fast": Option(bool, False, "step all copies with the batched NumPy implementation (equal to mpe2, much faster)"),
     "parallel_api": Option(bool, False, "step each copy through PettingZoo's parallel API wrappers instead of "
                                         "driving mpe2's environment directly (identical results, slower)"),
+    "render": Option(bool, False, "copies draw RGB frames (harness eval --video); the same episodes"),
 }
 
 
@@ -75,18 +76,23 @@ class DirectMPE:
     def state(self) -> Any:
         return self._env.state()
 
+    def render(self) -> Any:
+        return self._env.render()
+
     def close(self) -> None:
         self._parallel.close()
 
 
-def _make_env(module: str, continuous: bool, max_cycles: int, parallel_api: bool = True) -> Any:
+def _make_env(module: str, continuous: bool, max_cycles: int, parallel_api: bool = True, render: bool = False) -> Any:
     mod = importlib.import_module(f"mpe2.{module}")
-    env = mod.parallel_env(max_cycles=max_cycles, continuous_actions=continuous)
+    env = mod.parallel_env(max_cycles=max_cycles, continuous_actions=continuous,
+                           render_mode="rgb_array" if render else None)
     return env if parallel_api else DirectMPE(env)
 
 
 def _build(module: str, opts: dict[str, Any], seed: int, stream: int, n_envs: int, copy_offset: int) -> VecTask:
-    make = functools.partial(_make_env, module, opts["continuous"], opts["max_cycles"], opts["parallel_api"])
+    make = functools.partial(_make_env, module, opts["continuous"], opts["max_cycles"], opts["parallel_api"],
+                             opts["render"])
     return PettingZooVecTask(make, n_envs, seed, team_reward="sum", episode_limit=opts["max_cycles"],
                              stream=stream, copy_offset=copy_offset, state_from_obs=True)
 
@@ -97,6 +103,10 @@ def make_task(scenario: str, n_envs: int, seed: int, options: dict[str, Any], st
     if opts["max_cycles"] < 1:
         from harness.errors import HarnessError
         raise HarnessError(f"env.max_cycles must be >= 1, got {opts['max_cycles']}")
+    if opts["render"] and (opts["fast"] or opts["workers"]):
+        from harness.errors import HarnessError
+        raise HarnessError("env.render=true draws mpe2's environments in this process; it cannot be combined with "
+                           "env.fast or env.workers")
     if opts["fast"]:
         from harness.errors import HarnessError
         from harness_plugins.mpe_fast import FastMPETask

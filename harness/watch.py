@@ -1,0 +1,170 @@
+"""``harness eval``: score a trained run's policy on fixed start states, and watch it as a GIF or MP4.
+
+The policy is the run's best (``best.pt``, the policy of its best evaluation) or its last
+(``checkpoint.pt``), loaded without executing code. Scoring is the training runs' evaluation protocol
+(:mod:`harness.evaluation`): ``episodes`` episodes of the deterministic policy on the start states of
+the evaluation stream of seed ``seed`` (default: the run's own seed, i.e. the start states it was
+evaluated on), summarised as the mean with a 95% bootstrap confidence interval. A video replays the
+first episode(s) of copy 0 of those start states on one copy built to draw (the task option
+``render=true``), writing every frame the task draws.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+POLICIES = ("best", "last")
+VIDEO_FORMATS = (".gif", ".mp4")
+
+
+def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = None, episodes: int | None = None,
+                 eval_envs: int | None = None, plugins: list[str] | None = None) -> Any:
+    """A :class:`harness.trainer.Trainer` (not writing anywhere) holding the run's ``policy``, set to
+    evaluate on seed ``seed``'s start states."""
+    import torch
+
+    from harness.checkpoint import load_file
+    from harness.config import build_config
+    from harness.plugins import load_plugins
+    from harness.results import RunDir
+    from harness.trainer import Trainer
+
+    run = RunDir(run_dir)
+    if policy not in POLICIES:
+        raise HarnessError(f"--policy {policy!r} is not one of: {', '.join(POLICIES)}")
+    if not run.path.is_dir():
+        raise HarnessError(f"run directory {str(run.path)!r} does not exist")
+    try:
+        record = run.read_config()
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"{run.config_file}: unreadable ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise HarnessError(f"{str(run.path)!r} is not a run directory (no config.json with a config)")
+    path = run.best_file if policy == "best" else run.checkpoint_file
+    if not path.exists():
+        other = "last" if policy == "best" else "best"
+        raise HarnessError(f"{str(run.path)!r} has no {path.name} (policy {policy!r}); try --policy {other}")
+    overrides = dict(record["config"])
+    overrides.update(n_envs=1, threads=1, eval_interval=0)
+    if seed is not None:
+        overrides["seed"] = seed
+    if episodes is not None:
+        overrides["eval_episodes"] = episodes
+    if eval_envs is not None:
+        overrides["eval_envs"] = eval_envs
+    cfg = build_config(list(overrides.items()))
+    trainer = Trainer(cfg, load_plugins(list(dict.fromkeys(_plugin_files(record) + list(plugins or [])))), None,
+                      progress=False)
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu") if policy == "best" else load_file(path)
+        trainer.scheme.load_state_dict(state["scheme"])
+    except Exception as exc:
+        trainer.close()
+        raise HarnessError(f"{path}: cannot load the policy ({type(exc).__name__}: "
+                           f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})") from None
+    trainer._policy = None
+    return trainer
+
+
+def _plugin_files(record: dict[str, Any]) -> list[str]:
+    """The ``--plugin`` modules and files a run was trained with (recorded in its config.json)."""
+    return [p["spec"] for p in record.get("plugins") or []
+            if isinstance(p, dict) and str(p.get("source", "")).startswith("--plugin") and p.get("spec")]
+
+
+def score(trainer: Any) -> dict[str, Any]:
+    """The evaluation: per-episode returns, their mean and a 95% bootstrap CI of the mean."""
+    from harness.plot import bootstrap_ci
+    returns = [float(r) for r in trainer.evaluate()]
+    low, high = bootstrap_ci(np.asarray(returns)) if len(returns) > 1 else (returns[0], returns[0])
+    return {"task": trainer.cfg.task, "scheme": trainer.cfg.scheme, "seed": trainer.cfg.seed,
+            "episodes": len(returns), "mean": float(np.mean(returns)), "ci95": [float(low), float(high)],
+            "returns": returns}
+
+
+def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | None = None) -> dict[str, Any]:
+    """Play the first ``episodes`` episodes of copy 0 of the evaluation start states on a copy that
+    draws, and write its frames to ``out`` (``.gif`` with Pillow, ``.mp4`` with imageio-ffmpeg)."""
+    import torch
+
+    from harness.tasks import make_task
+    from harness.trainer import EVAL_STREAM
+
+    out = Path(out)
+    if out.suffix.lower() not in VIDEO_FORMATS:
+        raise HarnessError(f"--video {str(out)!r}: expected a file name ending in {' or '.join(VIDEO_FORMATS)}")
+    if fps is not None and not fps > 0:
+        raise HarnessError(f"--fps {fps} must be > 0")
+    if out.suffix.lower() == ".mp4":
+        try:
+            import imageio.v2  # noqa: F401
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            raise HarnessError("writing an .mp4 needs imageio and imageio-ffmpeg (pip install -e \".[video]\"); "
+                               "or write a .gif") from None
+    if not out.parent.is_dir():
+        raise HarnessError(f"--video {str(out)!r}: directory {str(out.parent)!r} does not exist")
+    cfg = trainer.cfg
+    task = make_task(trainer.regs, cfg.task, 1, cfg.seed, {**cfg.env, **_draw_options(trainer)}, stream=EVAL_STREAM)
+    frames: list[np.ndarray] = []
+    returns: list[float] = []
+    try:
+        obs, _ = task.reset()
+        frame = task.render(0)
+        if frame is None:
+            raise HarnessError(f"task {cfg.task!r} draws no frames (its plugin has no render(); see docs/plugins.md)")
+        frames.append(frame)
+        with torch.no_grad():
+            while len(returns) < episodes:
+                res = task.step(trainer.act(obs, deterministic=True)[0])
+                returns.extend(res.episode_returns)
+                obs = res.obs
+                if len(returns) < episodes or not res.episode_returns:
+                    frames.append(task.render(0))
+    finally:
+        task.close()
+    fps = fps or _default_fps(cfg.task)
+    _write_frames(out, frames, fps)
+    return {"video": str(out), "frames": len(frames), "fps": fps, "returns": returns}
+
+
+def _draw_options(trainer: Any) -> dict[str, Any]:
+    """Task options for a drawing copy: ``render`` on, and the options that step copies elsewhere
+    (a batched fast path, worker processes) off where the task has them; episodes are the same."""
+    from harness.tasks import split_task
+    declared = trainer.regs.tasks.get(split_task(trainer.cfg.task)[0]).extra.get("options") or {}
+    if "render" not in declared:
+        raise HarnessError(f"task {trainer.cfg.task!r} has no render option: its plugin draws no frames")
+    return {"render": True, **{k: False if k == "fast" else 0 for k in ("fast", "workers") if k in declared}}
+
+
+def _default_fps(task: str) -> float:
+    """MPE steps are 0.1 s of simulated time; gymnasium's MuJoCo robots step 0.008-0.05 s: 20-30 fps shows them about right."""
+    return 10.0 if task.startswith("mpe/") else 30.0
+
+
+def _write_frames(out: Path, frames: list[np.ndarray], fps: float) -> None:
+    if out.suffix.lower() == ".gif":
+        from PIL import Image
+        images = [Image.fromarray(f) for f in frames]
+        if max(images[0].size) > 480:  # MPE draws 700 x 700: halve it, GIFs grow fast
+            images = [im.resize((im.width // 2, im.height // 2)) for im in images]
+        images[0].save(out, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0,
+                       optimize=False)
+    else:
+        import imageio.v2 as imageio
+        with imageio.get_writer(out, fps=fps, macro_block_size=1) as writer:
+            for f in frames:
+                writer.append_data(f)
+
+
+def headless_gl() -> None:
+    """Let MuJoCo draw without a display: EGL unless the user chose a backend (before mujoco is imported)."""
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
