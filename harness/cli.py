@@ -78,13 +78,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise HarnessError(f"--episodes {args.episodes} must be >= 1")
     if args.video_episodes < 1:
         raise HarnessError(f"--video-episodes {args.video_episodes} must be >= 1")
+    if args.frame_step < 1:
+        raise HarnessError(f"--frame-step {args.frame_step} must be >= 1")
+    if args.fps is not None and not args.fps > 0:
+        raise HarnessError(f"--fps {args.fps} must be > 0")
     if args.video is not None and Path(args.video).suffix.lower() not in watch.VIDEO_FORMATS:
         raise HarnessError(f"--video {args.video!r}: expected a file name ending in {' or '.join(watch.VIDEO_FORMATS)}")
     trainer = watch.load_trainer(args.run, args.policy, args.seed, args.episodes, plugins=args.plugin)
     try:
         result = watch.score(trainer)
         if args.video is not None:
-            result["video"] = watch.record_video(trainer, args.video, args.video_episodes, args.fps)
+            result["video"] = watch.record_video(trainer, args.video, args.video_episodes, args.fps, args.frame_step)
     finally:
         trainer.close()
     if args.json:
@@ -197,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video", metavar="FILE", help="write the first episode(s), drawn, to FILE.gif or FILE.mp4")
     p.add_argument("--video-episodes", type=int, default=1, help="episodes in the video (default 1)")
     p.add_argument("--fps", type=float, help="video frames per second (default: 10 for MPE, 30 for MaMuJoCo)")
+    p.add_argument("--frame-step", type=int, default=1, help="keep every K-th step's frame (default 1: all)")
     p.add_argument("--json", action="store_true", help="print the result, with per-episode returns, as JSON")
     _add_plugin_arg(p)
     p.set_defaults(func=cmd_eval)

@@ -157,7 +157,36 @@ def check_task(regs: Registries, family: str) -> list[Check]:
         c.run("reset(episodes) repeats episodes and episode_counters() reports them", episodes)
     finally:
         task.close()
+    if "render" in (entry.extra.get("options") or {}):
+        c.run("render=true: frames are H x W x 3 uint8 pictures that change as the task steps",
+              lambda: _check_frames(regs, name, options))
     return c.checks
+
+
+def _check_frames(regs: Registries, name: str, options: dict[str, Any]) -> None:
+    """A task that declares the ``render`` option draws RGB frames of copy 0 that change over steps
+    (``harness eval --video``), with the episodes it plays without drawing."""
+    from harness.watch import headless_gl
+    headless_gl()
+    plain = make_task(regs, name, 1, 0, options)
+    drawn = make_task(regs, name, 1, 0, {**options, "render": True})
+    try:
+        rng = np.random.default_rng(2)
+        plain.reset()
+        drawn.reset()
+        frames = [drawn.render(0)]
+        for _ in range(5):
+            actions = _random_actions(drawn, rng)
+            a, b = plain.step(actions), drawn.step(actions)
+            assert np.array_equal(a.reward, b.reward), "drawing changed the episode (rewards differ)"
+            frames.append(drawn.render(0))
+        for f in frames:
+            assert isinstance(f, np.ndarray) and f.ndim == 3 and f.shape[2] == 3 and f.dtype == np.uint8, \
+                f"render() gave {type(f).__name__} {getattr(f, 'shape', '')} {getattr(f, 'dtype', '')}, want H x W x 3 uint8"
+        assert any(not np.array_equal(frames[0], f) for f in frames[1:]), "the frames do not change over 5 steps"
+    finally:
+        plain.close()
+        drawn.close()
 
 
 # -- networks ----------------------------------------------------------------------------------------

@@ -88,9 +88,11 @@ def score(trainer: Any) -> dict[str, Any]:
             "returns": returns}
 
 
-def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | None = None) -> dict[str, Any]:
+def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | None = None,
+                 frame_step: int = 1) -> dict[str, Any]:
     """Play the first ``episodes`` episodes of copy 0 of the evaluation start states on a copy that
-    draws, and write its frames to ``out`` (``.gif`` with Pillow, ``.mp4`` with imageio-ffmpeg)."""
+    draws, and write every ``frame_step``-th frame to ``out`` (``.gif`` with Pillow, ``.mp4`` with
+    imageio-ffmpeg)."""
     import torch
 
     from harness.tasks import make_task
@@ -101,6 +103,8 @@ def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | 
         raise HarnessError(f"--video {str(out)!r}: expected a file name ending in {' or '.join(VIDEO_FORMATS)}")
     if fps is not None and not fps > 0:
         raise HarnessError(f"--fps {fps} must be > 0")
+    if frame_step < 1:
+        raise HarnessError(f"--frame-step {frame_step} must be >= 1")
     if out.suffix.lower() == ".mp4":
         try:
             import imageio.v2  # noqa: F401
@@ -116,16 +120,23 @@ def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | 
     returns: list[float] = []
     try:
         obs, _ = task.reset()
-        frame = task.render(0)
+        try:
+            frame = task.render(0)
+        except Exception as exc:  # no GL backend on this machine, most often
+            raise HarnessError(f"task {cfg.task!r} could not draw a frame ({type(exc).__name__}: "
+                               f"{(str(exc).strip().splitlines() or [''])[0][:200]}); headless MuJoCo needs EGL "
+                               "(apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri) or MUJOCO_GL=osmesa") from None
         if frame is None:
             raise HarnessError(f"task {cfg.task!r} draws no frames (its plugin has no render(); see docs/plugins.md)")
         frames.append(frame)
+        steps = 0
         with torch.no_grad():
             while len(returns) < episodes:
                 res = task.step(trainer.act(obs, deterministic=True)[0])
                 returns.extend(res.episode_returns)
                 obs = res.obs
-                if len(returns) < episodes or not res.episode_returns:
+                steps += 1
+                if (len(returns) < episodes or not res.episode_returns) and steps % frame_step == 0:
                     frames.append(task.render(0))
     finally:
         task.close()
@@ -153,8 +164,9 @@ def _write_frames(out: Path, frames: list[np.ndarray], fps: float) -> None:
     if out.suffix.lower() == ".gif":
         from PIL import Image
         images = [Image.fromarray(f) for f in frames]
-        if max(images[0].size) > 480:  # MPE draws 700 x 700: halve it, GIFs grow fast
-            images = [im.resize((im.width // 2, im.height // 2)) for im in images]
+        scale = 360 / max(images[0].size)  # GIFs grow fast: at most 360 pixels a side
+        if scale < 1:
+            images = [im.resize((round(im.width * scale), round(im.height * scale))) for im in images]
         images[0].save(out, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0,
                        optimize=False)
     else:

@@ -97,3 +97,15 @@ def test_eval_without_a_best_policy_says_which_to_use(tmp_path, mpe_run):
     (run / "best.pt").unlink()
     res = _harness("eval", str(run))
     assert res.returncode == 2 and "has no best.pt" in res.stderr and "--policy last" in res.stderr
+
+
+def test_eval_writes_an_mp4(tmp_path, mpe_run):
+    imageio = pytest.importorskip("imageio.v2")
+    pytest.importorskip("imageio_ffmpeg", reason="MP4 needs the video extra: pip install -e \".[video]\"")
+    res = _harness("eval", str(mpe_run), "--episodes", "2", "--video", str(tmp_path / "spread.mp4"), "--fps", "5")
+    assert res.returncode == 0, res.stderr
+    reader = imageio.get_reader(tmp_path / "spread.mp4", format="FFMPEG")
+    frames = [f for f in reader]
+    reader.close()
+    assert len(frames) == 25 and frames[0].shape == (700, 700, 3)
+    assert any(np.abs(frames[0].astype(int) - f.astype(int)).max() > 30 for f in frames[1:])
