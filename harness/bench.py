@@ -36,13 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from harness import stopping, tuning
-from harness.config import (TrainConfig, build_config, config_diff, load_overrides_file, need, need_unique,
-                            plugin_list, read_spec_file, seed_list, check_name)
+from harness.config import (TrainConfig, absolute_specs, build_config, config_diff, load_overrides_file, need,
+                            need_unique, plugin_list, read_spec_file, seed_list, check_name)
 from harness.errors import HarnessError
 from harness.executor import Executor, Job, make_executor
 from harness.plugins import Registries, load_plugins
 from harness.results import RunDir, check_writable
 from harness.tasks import make_task, split_task
+from harness.tracking import check_loggers
 
 SUITE_KEYS = {"name", "description", "schemes", "tasks", "seeds", "steps", "eval_interval", "eval_episodes",
               "tuned", "plugins"}
@@ -114,8 +115,11 @@ def _with_include(table: Any, path: Path, where: str) -> dict[str, Any]:
     return merged
 
 
-def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries | None = None) -> Suite:
-    """Parse and validate a suite file; every run's config is built (and checked) here."""
+def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries | None = None,
+               extra_plugins: list[str] = (), last: list[tuple[str, Any]] = ()) -> Suite:
+    """Parse and validate a suite file; every run's config is built (and checked) here.
+    ``extra_plugins`` are loaded besides the suite's own (``--plugin``); ``last`` overrides every
+    run after the file's tables (``--loggers``)."""
     path = Path(path)
     data, suite = read_spec_file(path, "suite", TOP_KEYS, SUITE_KEYS, ("schemes", "tasks", "seeds", "steps"))
     schemes = _list_of(suite["schemes"], str, path, "schemes")
@@ -129,7 +133,7 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
             ok = isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if key == "eval_interval" else v > 0)
             need(ok, path, f"[suite] {key}={v!r} must be a {'non-negative' if key == 'eval_interval' else 'positive'} integer")
     need(isinstance(suite.get("tuned", False), bool), path, f"[suite] tuned={suite.get('tuned')!r} must be true or false")
-    plugins = plugin_list(suite.get("plugins", []), path, "suite")
+    plugins = list(dict.fromkeys(plugin_list(suite.get("plugins", []), path, "suite") + absolute_specs(extra_plugins)))
     regs = regs or load_plugins(plugins)
     for s in schemes:
         regs.schemes.get(s)
@@ -170,13 +174,14 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
         checked = False
         for scheme in schemes:
             over = (base + list(tuned_by_scheme.get(scheme, {}).items()) + rest
-                    + list(data.get("schemes", {}).get(scheme, {}).items()))
+                    + list(data.get("schemes", {}).get(scheme, {}).items()) + list(last))
             for seed in seeds:
                 full = over + [("task", task), ("scheme", scheme), ("seed", seed)]
                 try:
                     cfg = build_config(full)
                 except HarnessError as exc:
                     raise HarnessError(f"{path}: {task} / {scheme}: {exc}") from None
+                check_loggers(regs, cfg.loggers, f"{path}: ")
                 if not checked:  # build the task once: unknown scenarios and options fail here, not in a worker
                     make_task(regs, task, 1, 0, cfg.env).close()
                     checked = True
@@ -184,7 +189,7 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
             pair_overrides[(task, scheme)] = over
     result.out = out  # type: ignore[attr-defined]
     result.tunings = tuning.build_tunings(tune_specs, path, name, tasks, seeds, suite.get("eval_episodes"), out, regs,
-                                          pair_overrides)
+                                          pair_overrides, plugins)
     return result
 
 

@@ -19,6 +19,17 @@ def _add_plugin_arg(p: argparse.ArgumentParser) -> None:
                    help="load a plugin that is not installed (a module name or a .py file); repeatable")
 
 
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """--plugin and --loggers, for commands that run a file's runs (bench, sweep)."""
+    _add_plugin_arg(p)
+    p.add_argument("--loggers", metavar="NAMES", help="experiment trackers for every run besides metrics.csv, e.g. "
+                   "tensorboard,mlflow,wandb (harness plugins lists them; a run's config digest is unchanged)")
+
+
+def _loggers(args: argparse.Namespace) -> list[tuple[str, str]]:
+    return [("loggers", args.loggers)] if args.loggers is not None else []
+
+
 def _add_executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", default="local",
                    help="where the work runs: a registered executor (harness plugins lists them; default local)")
@@ -32,7 +43,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from harness.plugins import load_plugins
     regs = load_plugins(args.plugin)
     for title, reg in (("tasks", regs.tasks), ("networks", regs.networks), ("schemes", regs.schemes),
-                       ("executors", regs.executors)):
+                       ("executors", regs.executors), ("loggers", regs.loggers)):
         print(f"{title}:")
         for e in reg:
             if reg is regs.tasks:
@@ -40,6 +51,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 names = ", ".join(f"{e.name}/{s}" for s in scen) or f"{e.name}/<scenario>"
                 more = " (and any other scenario the package accepts)" if e.extra.get("open_scenarios") else ""
                 print(f"  {names}{more}  [plugin: {e.plugin}] {e.description}")
+            elif reg is regs.loggers:
+                import importlib.util
+                missing = [m for m in e.extra.get("requires", ()) if importlib.util.find_spec(m) is None]
+                note = f' (not installed: pip install -e ".[{e.extra.get("extra", e.name)}]")' if missing else ""
+                print(f"  {e.name}  [plugin: {e.plugin}] {e.description}{note}")
             else:
                 print(f"  {e.name}  [plugin: {e.plugin}] {e.description}")
     return 0
@@ -109,7 +125,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from harness.config import parse_set
     if args.jobs is not None and args.jobs < 1:
         raise HarnessError(f"--jobs {args.jobs} must be >= 1")
-    suite = load_suite(args.suite, args.out)
+    suite = load_suite(args.suite, args.out, extra_plugins=args.plugin, last=_loggers(args))
     if args.dry_run:
         print("\n".join(describe(suite)))
         return 0
@@ -128,7 +144,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.sweep import load_sweep, run_sweep
     from harness.config import parse_set
-    sweep = load_sweep(args.sweep, args.out)
+    sweep = load_sweep(args.sweep, args.out, extra_plugins=args.plugin, last=_loggers(args))
     options = dict(parse_set(args.executor_option, "--executor-option"))
     if args.address is not None:
         options["address"] = args.address
@@ -217,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="move runs made with another config than the suite asks to <out>/.replaced/<time>/ "
                         "and train them afresh (default: stop and name them)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_args(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("sweep", help="tune a scheme's hyperparameters with an Optuna study")
@@ -230,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an existing study (an error if there is none)")
     p.add_argument("--out", help="directory for trial runs and outputs (default results/sweeps/<name>)")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    _add_run_args(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("check-plugin", help="run the conformance checks on a plugin's tasks, networks and schemes")

@@ -62,6 +62,8 @@ class TrainConfig:
     absolute_factor: int = _f(10, "at the end, re-evaluate the best policy on this many times eval_episodes (0: skip)")
     threads: int = _f(2, "torch threads (the update of a [128,128] MLP on 4,000 samples is ~1.7x faster on 2)")
     env: dict = _f({}, "task options, set as env.NAME=value")
+    loggers: list = _f([], "experiment trackers besides metrics.csv, e.g. tensorboard,mlflow,wandb "
+                           "(harness plugins lists them; they do not change results)", items=str, run_only=True)
 
     @property
     def batch_steps(self) -> int:
@@ -121,8 +123,16 @@ MAX_SEED = 2**31 - 1
 MAX_SEED_COUNT = 1000
 
 def config_digest(config: dict[str, Any]) -> str:
-    """The digest of a config as :meth:`TrainConfig.to_dict` gives it (and config.json stores it)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    """The digest of a config as :meth:`TrainConfig.to_dict` gives it (and config.json stores it),
+    without the keys that only say how a run is watched (:data:`RUN_ONLY`): a run resumed or
+    re-run with another tracker is the same run."""
+    kept = {k: v for k, v in config.items() if k not in RUN_ONLY}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def absolute_specs(specs: Any) -> list[str]:
+    """``--plugin`` values with ``.py`` files made absolute (workers may run in other directories)."""
+    return [str(Path(s).resolve()) if s.endswith(".py") or Path(s).is_file() else s for s in specs]
 
 
 def plugin_list(plugins: Any, path: Path, what: str) -> list[str]:
@@ -142,6 +152,8 @@ def check_name(name: Any, path: Path, what: str) -> str:
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = get_type_hints(TrainConfig)
+#: Config keys that do not change what a run computes (left out of its digest).
+RUN_ONLY = frozenset(name for name, f in FIELDS.items() if f.metadata.get("run_only"))
 
 
 def field_help() -> dict[str, str]:
@@ -170,13 +182,15 @@ def apply_override(cfg: TrainConfig, key: str, value: Any) -> None:
         raise HarnessError(f"unknown option {key!r}{hint}; known: {', '.join(FIELDS)}")
     typ = _HINTS[key]
     if typ is list:
+        item = FIELDS[key].metadata.get("items", int)
+        example = "tensorboard,mlflow" if item is str else "128,128"
         if isinstance(value, str):
-            parts = [p for p in value.replace("[", "").replace("]", "").split(",") if p.strip()]
+            parts = [p.strip() for p in value.replace("[", "").replace("]", "").split(",") if p.strip()]
         elif isinstance(value, (list, tuple)):
             parts = list(value)
         else:
-            raise HarnessError(f"{key}={value!r} is not a list of integers (e.g. 128,128)")
-        value = [coerce(key, p, int) for p in parts]
+            raise HarnessError(f"{key}={value!r} is not a list of {item.__name__}s (e.g. {example})")
+        value = [coerce(key, p, item) for p in parts]
     else:
         value = coerce(key, value, typ)
     setattr(cfg, key, value)
@@ -196,7 +210,7 @@ def _flatten(config: dict[str, Any]) -> dict[str, str]:
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     """The keys on which two configs (as :meth:`TrainConfig.to_dict` gives them) differ, with both
     values: ``lr 0.0005 -> 0.001, steps 1000 -> 2000`` (``(unset)`` where a key is missing)."""
-    a, b = _flatten(old), _flatten(new)
+    a, b = (_flatten({k: v for k, v in c.items() if k not in RUN_ONLY}) for c in (old, new))
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return ", ".join(f"{k} {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in keys) or "(no key differs)"
 

@@ -2,7 +2,8 @@
 
 Plugins are modules (or objects) with functions decorated by ``harness.hookimpl``.
 Registration hooks receive a ``register`` callable and add named factories to the
-core's registries; ``on_metrics`` is an event hook every plugin sees.
+core's registries; ``on_run_start``, ``on_metrics`` and ``on_run_end`` are event hooks every
+plugin sees.
 """
 
 from __future__ import annotations
@@ -61,5 +62,29 @@ def register_executors(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_loggers(register: Callable[..., None]) -> None:
+    """Add experiment trackers a run can name in its ``loggers`` config key: ``register(name, tracker,
+    description="", requires=("package", ...), extra="...")``. ``tracker`` is the object doing the
+    work (e.g. a :class:`harness.tracking.Tracker`), usually through the event hooks below, for the
+    runs whose ``loggers`` name it; ``requires`` lists the import names it needs and ``extra`` the
+    pip extra that installs them (a missing one is a one-line error before the run starts)."""
+
+
+@hookspec
+def on_run_start(config: dict[str, Any], record: dict[str, Any], run_dir: Path | None,
+                 start_iteration: int) -> None:
+    """Event: a run starts (``start_iteration`` 0) or resumes from a checkpoint at that iteration.
+    ``config`` is the resolved config (``TrainConfig.to_dict()``), ``record`` the run's
+    ``config.json`` (provenance: versions, plugins, code digests, placement)."""
+
+
+@hookspec
 def on_metrics(record: dict[str, Any], run_dir: Path | None) -> None:
     """Event: one metrics record (one training iteration) was produced. Every plugin sees it."""
+
+
+@hookspec
+def on_run_end(config: dict[str, Any], run_dir: Path | None, summary: dict[str, Any], finished: bool) -> None:
+    """Event: a run ends. ``finished`` is True when it reached its budget (``summary`` holds the last
+    evaluation and the absolute metric, when there is one), False when it stopped early (a signal, an
+    error); a stopped run that resumes starts again with ``on_run_start``."""

@@ -120,7 +120,8 @@ def _absolute_return(run: RunDir) -> float:
 
 def config_hash(config: dict[str, Any]) -> str:
     """A hash of a run's config without its seed: runs that may be averaged share it."""
-    rest = {k: v for k, v in config.items() if k != "seed"}
+    from harness.config import RUN_ONLY
+    rest = {k: v for k, v in config.items() if k != "seed" and k not in RUN_ONLY}
     return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -34,17 +34,22 @@ class Registries:
     schemes: Registry
     manager: pluggy.PluginManager
     executors: Registry = field(default_factory=lambda: Registry("executor"))
+    loggers: Registry = field(default_factory=lambda: Registry("logger"))
     # One record per loaded plugin (see harness.provenance.plugin_record), in load order.
     plugins: list[dict[str, Any]] = field(default_factory=list)
 
-    def emit_metrics(self, record: dict[str, Any], run_dir: Path | None) -> None:
-        """Send one metrics record to every plugin's ``on_metrics`` hook (a plugin that raises is named)."""
-        for impl in self.manager.hook.on_metrics.get_hookimpls():
+    def emit(self, hook: str, **kwargs: Any) -> None:
+        """Call every plugin's implementation of event hook ``hook`` (a plugin that raises is named)."""
+        for impl in getattr(self.manager.hook, hook).get_hookimpls():
             try:
-                impl.function(record=record, run_dir=run_dir)
+                impl.function(**kwargs)
             except Exception as exc:
-                raise PluginError(f"plugin {impl.plugin_name!r} raised in hook on_metrics: "
+                raise PluginError(f"plugin {impl.plugin_name!r} raised in hook {hook}: "
                                   f"{type(exc).__name__}: {exc}") from exc
+
+    def emit_metrics(self, record: dict[str, Any], run_dir: Path | None) -> None:
+        """Send one metrics record to every plugin's ``on_metrics`` hook."""
+        self.emit("on_metrics", record=record, run_dir=run_dir)
 
 
 def _import_plugin(spec: str) -> Any:
@@ -139,4 +144,5 @@ def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Regist
     _call_registration(pm, "register_networks", regs.networks)
     _call_registration(pm, "register_schemes", regs.schemes)
     _call_registration(pm, "register_executors", regs.executors)
+    _call_registration(pm, "register_loggers", regs.loggers)
     return regs

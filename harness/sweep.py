@@ -50,13 +50,14 @@ from pathlib import Path
 from typing import Any
 
 from harness import stopping
-from harness.config import (FIELDS, build_config, check_name, need, need_unique, plugin_list, read_spec_file,
-                            seed_list)
+from harness.config import (FIELDS, RUN_ONLY, absolute_specs, build_config, check_name, need, need_unique, plugin_list,
+                            read_spec_file, seed_list)
 from harness.errors import HarnessError
 from harness.executor import Job, make_executor
 from harness.plugins import Registries, load_plugins
 from harness.results import check_writable
 from harness.tasks import make_task
+from harness.tracking import check_loggers
 
 SWEEP_KEYS = {"name", "description", "scheme", "tasks", "steps", "seeds", "trials", "evaluations", "eval_episodes",
               "objective_window", "sampler", "seed", "pruner", "pruner_startup_trials", "pruner_warmup_evals",
@@ -183,18 +184,21 @@ def _posint(sw: dict, key: str, default: int | None, path: Path, minimum: int = 
     return v
 
 
-def load_sweep(path: str | Path, out: str | Path | None = None, regs: Registries | None = None) -> Sweep:
+def load_sweep(path: str | Path, out: str | Path | None = None, regs: Registries | None = None,
+               extra_plugins: list[str] = (), last: list[tuple[str, Any]] = ()) -> Sweep:
     """Parse and validate a sweep file (every error before any trial runs)."""
     path = Path(path)
     data, _ = read_spec_file(path, "sweep", TOP_KEYS, SWEEP_KEYS, ("scheme", "tasks", "steps"))
-    return sweep_from_data(data, path, out, regs)
+    return sweep_from_data(data, path, out, regs, None, extra_plugins, last)
 
 
 def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = None, regs: Registries | None = None,
-                    per_task: dict[str, list[tuple[str, Any]]] | None = None) -> Sweep:
+                    per_task: dict[str, list[tuple[str, Any]]] | None = None, extra_plugins: list[str] = (),
+                    last: list[tuple[str, Any]] = ()) -> Sweep:
     """A validated sweep from a sweep file's tables (``path`` names where they came from in errors).
     ``per_task`` adds config overrides for one task's runs, before the sweep's budget and the
-    trial's parameters (a suite's tuning uses it for the task's own settings)."""
+    trial's parameters (a suite's tuning uses it for the task's own settings); ``extra_plugins`` are
+    loaded besides the file's (``--plugin``), ``last`` overrides every run (``--loggers``)."""
     sw = data["sweep"]
     per_task = per_task or {}
     scheme = sw["scheme"]
@@ -220,7 +224,7 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
     for tables in ("config", "space"):
         need(isinstance(data.get(tables, {}), dict), path, f"[{tables}] must be a table")
 
-    plugins = plugin_list(sw.get("plugins", []), path, "sweep")
+    plugins = list(dict.fromkeys(plugin_list(sw.get("plugins", []), path, "sweep") + absolute_specs(extra_plugins)))
     regs = regs or load_plugins(plugins)
     entry = regs.schemes.get(scheme)
     declared = entry.extra.get("search_space") or {}
@@ -237,7 +241,7 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
     space = [parse_dimension(n, s, where) for n, s in space_specs.items()]
     need(any(d.kind != "fixed" for d in space), path, "the search space is empty (nothing to tune)")
 
-    fixed = list(data.get("config", {}).items())
+    fixed = list(data.get("config", {}).items()) + list(last)
     steps = _posint(sw, "steps", None, path)
     evaluations = _posint(sw, "evaluations", 10, path)
     base = [("threads", 1), ("steps", steps), ("eval_episodes", _posint(sw, "eval_episodes", 10, path))] + fixed
@@ -246,6 +250,7 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
         try:
             task_base = base[:1] + per_task.get(task, []) + base[1:]
             cfg = build_config(task_base + [("task", task), ("scheme", scheme)])
+            check_loggers(regs, cfg.loggers)
             for corner in (0, 1):
                 build_config(task_base + [("task", task), ("scheme", scheme)] +
                              [(d.name, _corner(d, corner)) for d in space])
@@ -254,7 +259,8 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
         make_task(regs, task, 1, 0, cfg.env).close()
     name = check_name(sw.get("name", path.stem), path, "sweep")
     out = Path(out) if out is not None else Path("results") / "sweeps" / name
-    digest = hashlib.sha256(json.dumps({**data, **({"per_task": per_task} if per_task else {})}, sort_keys=True,
+    kept = {t: [(k, v) for k, v in over if k not in RUN_ONLY] for t, over in per_task.items()}
+    digest = hashlib.sha256(json.dumps({**data, **({"per_task": kept} if per_task else {})}, sort_keys=True,
                                        default=str).encode()).hexdigest()[:16]
     return Sweep(
         path=path, name=name, scheme=scheme, tasks=tasks, steps=steps, seeds=seeds,

@@ -24,6 +24,7 @@ from harness.envs import VecTask
 from harness.errors import HarnessError, PluginError
 from harness.evaluation import play_fixed_episodes
 from harness.executor import placement
+from harness.tracking import RunTrackers, check_loggers
 from harness.memory import check_memory
 from harness.plugins import Registries
 from harness.ppo import Batch
@@ -59,6 +60,7 @@ class Trainer:
         self.run = RunDir(run_dir) if run_dir is not None else None
         scheme_entry = regs.schemes.get(cfg.scheme)
         network_entry = regs.networks.get(cfg.network)
+        check_loggers(regs, cfg.loggers)
         if self.run is not None:
             self.run.prepare()
         torch.set_num_threads(cfg.threads)
@@ -117,6 +119,7 @@ class Trainer:
         self._best_state: dict[str, Any] | None = None
         self.absolute: dict[str, Any] | None = None
         self._prepared: bool | None = None
+        self._trackers: RunTrackers | None = None
         if self.run is not None:
             n_params = sum(p.numel() for m in [*self.scheme.actors, getattr(self.scheme, "critic", None)]
                            if m is not None for p in m.parameters())
@@ -333,6 +336,7 @@ class Trainer:
                 self._log(f"{self.run.path} is already finished; nothing to do")
                 return
             stopping.check()  # a stop requested before this run started: leave it for the re-run
+            self._start_trackers()
             if self.progress:
                 from tqdm import tqdm
                 bar = tqdm(total=cfg.iterations * cfg.batch_steps, initial=self.env_steps, unit="step",
@@ -376,6 +380,7 @@ class Trainer:
                 self._absolute_metric()
             if self.run is not None:
                 self.run.mark_done()
+            self._end_trackers(finished=True)
         finally:
             if bar is not None:
                 bar.close()
@@ -446,13 +451,42 @@ class Trainer:
         if self.run is not None:
             self.run.append_row(row)
         self.regs.emit_metrics(row, self.run.path if self.run is not None else None)
+        if self._trackers is not None:
+            self._trackers.log(row)
         return row
+
+    def _start_trackers(self) -> None:
+        """The run starts or resumes: the ``on_run_start`` event, then the trackers its ``loggers`` name."""
+        run_dir = self.run.path if self.run is not None else None
+        record = (self.run.read_config() if self.run is not None else None) or {}
+        self.regs.emit("on_run_start", config=self.cfg.to_dict(), record=record, run_dir=run_dir,
+                       start_iteration=self.iteration)
+        self._trackers = RunTrackers(self.regs, self.cfg.loggers, run_dir, self.cfg.to_dict(), record, self.iteration)
+
+    def _end_trackers(self, finished: bool) -> None:
+        """The run ends (finished, or stopped early): close its trackers and send ``on_run_end`` once."""
+        if self._trackers is None:
+            return
+        trackers, self._trackers = self._trackers, None
+        summary: dict[str, Any] = {"iteration": self.iteration, "env_steps": self.env_steps,
+                                   "best_eval_return": self.best[0] if self.best else None, **(self.absolute or {})}
+        try:
+            trackers.close(summary, finished)
+        finally:
+            self.regs.emit("on_run_end", config=self.cfg.to_dict(),
+                           run_dir=self.run.path if self.run is not None else None, summary=summary,
+                           finished=finished)
 
     def close(self) -> None:
         """Release the environments (once; closing again does nothing)."""
         if getattr(self, "_closed", False):
             return
         self._closed = True
+        if getattr(self, "_trackers", None) is not None:  # stopped before its end: trackers mark it so
+            try:
+                self._end_trackers(finished=False)
+            except Exception as exc:  # never hide why the run stopped
+                print(f"harness: warning: closing the trackers failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         if getattr(self, "_lock", None) is not None:
             self._lock.release()
         self.task.close()

@@ -99,7 +99,7 @@ _BUDGET_KEYS = {"threads", "steps", "eval_interval", "eval_episodes"}
 
 def build_tunings(specs: dict[str, tuple[str, Any]], path: Path, suite_name: str, tasks: list[str],
                   seeds: list[int], eval_episodes: int | None, out: Path, regs: Registries,
-                  overrides: dict[tuple[str, str], list[tuple[str, Any]]]) -> dict[str, Tuning]:
+                  overrides: dict[tuple[str, str], list[tuple[str, Any]]], plugins: list[str] = ()) -> dict[str, Tuning]:
     """Every requested scheme's :class:`Tuning`. ``overrides[(task, scheme)]`` are the settings the
     comparison's runs of that pair get; the tuning runs get them too, budget keys aside."""
     from harness.sweep import load_sweep, sweep_from_data
@@ -110,7 +110,7 @@ def build_tunings(specs: dict[str, tuple[str, Any]], path: Path, suite_name: str
         storage = None
         if kind == "sweep":
             try:
-                sweep = load_sweep(path.parent / spec, where, regs)
+                sweep = load_sweep(path.parent / spec, where, regs, plugins)
             except HarnessError as exc:
                 raise HarnessError(f"{path}: [schemes.{scheme}] sweep: {exc}") from None
             need(sweep.scheme == scheme, path, f"[schemes.{scheme}] sweep {spec!r} tunes {sweep.scheme!r}, not {scheme!r}")
@@ -130,7 +130,7 @@ def build_tunings(specs: dict[str, tuple[str, Any]], path: Path, suite_name: str
                   "eval_episodes": eval_episodes or 10, **spec}
             per_task = {t: [(k, v) for k, v in overrides[(t, scheme)] if k not in _BUDGET_KEYS] for t in tasks}
             try:
-                sweep = sweep_from_data({"sweep": sw, "space": space}, path, where, regs, per_task)
+                sweep = sweep_from_data({"sweep": sw, "space": space}, path, where, regs, per_task, plugins)
             except HarnessError as exc:
                 raise HarnessError(f"{path}: tune of {scheme}: {exc}") from None
         shared = sorted(set(sweep.seeds) & set(seeds))
