@@ -300,9 +300,21 @@ def _make_env(name: str, conf: str, agent_obsk: int, episode_limit: int, obs_mod
         env = mamujoco_v1.parallel_env(name, conf, agent_obsk=agent_obsk,
                                        agent_factorization=_factorisation(name, conf), max_episode_steps=episode_limit,
                                        render_mode="rgb_array" if render else None)
+    if render:
+        _follow_robot(env.single_agent_env.unwrapped)
     if obs_mode == "global":
         return GlobalObsEnv(env)
     return GatherObsEnv(env) if fast else env
+
+
+def _follow_robot(base: Any) -> None:
+    """Draw through the robot's ``track`` camera (it follows the torso), where its model has one:
+    gymnasium's free camera stays put while HalfCheetah runs out of the picture."""
+    import mujoco
+
+    camera = mujoco.mj_name2id(base.model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
+    if camera >= 0:
+        base.mujoco_renderer.camera_id = camera
 
 
 def _build(name: str, conf: str, opts: dict[str, Any], seed: int, stream: int, n_envs: int,
