@@ -16,7 +16,8 @@ For each task and seed:
   that seed is evaluated on, ``eval_episodes`` episodes. HARL's observations are rebuilt from the
   harness task's: on MPE they are the same mpe2 vectors; on MaMuJoCo with ``obs_mode=global`` both
   are the full state plus a one-hot agent id, which HARL also standardises per vector (done here
-  before its actor sees them). ``metrics.csv`` has the harness's columns (``eval_return``,
+  before its actor sees them), and HARL's agent ``i`` drives the actuators its position in the
+  concatenated action vector gives it (mapped to the harness task's agents by actuator). ``metrics.csv`` has the harness's columns (``eval_return``,
   ``eval_returns``, ``train_return``: the mean return of HARL's training episodes that ended in the
   iteration), ``config.json`` the config, HARL's ``algo_args`` and ``env_args``, and the adaptations.
 
@@ -104,16 +105,51 @@ def harl_algo_args(cfg: TrainConfig, seed: int, log_dir: str) -> dict[str, Any]:
 
 def action_order(harl_env: Any, task: str) -> list[list[int]]:
     """Per agent, the column of HARL's action that drives each of the harness task's joints, in the
-    harness's order: the same joints, listed in another order within an agent (HalfCheetah-2x3:
-    HARL's (bfoot, bshin, bthigh), gymnasium-robotics' (bthigh, bshin, bfoot))."""
+    harness's order. HARL's MaMuJoCo env concatenates the agents' actions in agent order and hands
+    them to the robot as its actuator vector (its partitions' joint labels play no part in acting),
+    so HARL's agent ``i`` drives actuators ``offset_i .. offset_i + n_i``; the harness task's agent
+    ``i`` drives the actuators its partition names (gymnasium-robotics' ``act_ids``)."""
     from gymnasium_robotics.envs.multiagent_mujoco.obsk import get_parts_and_edges
 
     name, conf = split_task(task)[1].rsplit("-", 1)
-    ours = [[node.label for node in part] for part in get_parts_and_edges(name, conf)[0]]
-    theirs = [[node.label for node in part] for part in harl_env.agent_partitions]
-    if [sorted(p) for p in ours] != [sorted(p) for p in theirs]:
-        raise RuntimeError(f"{task}: HARL's agents drive other joints than the harness's: {theirs} vs {ours}")
-    return [[t.index(label) for label in o] for o, t in zip(ours, theirs)]
+    ours = [[int(node.act_ids) for node in part] for part in get_parts_and_edges(name, conf)[0]]
+    sizes = [len(part) for part in harl_env.agent_partitions]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    order = []
+    for i, actuators in enumerate(ours):
+        columns = [a - offsets[i] for a in actuators]
+        if len(actuators) != sizes[i] or not all(0 <= c < sizes[i] for c in columns):
+            raise RuntimeError(f"{task}: the harness's agent {i} drives actuators {actuators}, HARL's agent {i} "
+                               f"actuators {offsets[i]}..{offsets[i] + sizes[i] - 1}")
+        order.append(columns)
+    return order
+
+
+def harl_env_returns(runner: Any, env_args: dict[str, Any], rnn_shape: tuple[int, int], episodes: int,
+                     seed: int) -> dict[str, Any]:
+    """Deterministic episodes of HARL's actors on one HARL MaMuJoCo env, observed and acting exactly
+    as HARL does (other start states than the harness's: compare means, not episodes)."""
+    from harl.envs.mamujoco.multiagent_mujoco.mujoco_multi import MujocoMulti
+
+    env = MujocoMulti(env_args=copy.deepcopy(env_args))
+    env.seed(seed)
+    returns = []
+    for _ in range(episodes):
+        obs, _, _ = env.reset()
+        total, done = 0.0, False
+        while not done:
+            acts = []
+            for i, o in enumerate(obs):
+                with torch.no_grad():
+                    a, _ = runner.actor[i].act(np.asarray(o, np.float32)[None], np.zeros((1, *rnn_shape), np.float32),
+                                               np.ones((1, 1), np.float32), None, deterministic=True)
+                acts.append((a.cpu().numpy() if torch.is_tensor(a) else np.asarray(a))[0])
+            obs, _, rewards, dones, _, _ = env.step(acts)
+            total += float(np.asarray(rewards).ravel()[0])
+            done = bool(np.all(dones))
+        returns.append(total)
+    env.close()
+    return {"episodes": episodes, "returns": returns, "mean": float(np.mean(returns))}
 
 
 def run_harness(cfg: TrainConfig, run_dir: Path) -> None:
@@ -162,7 +198,7 @@ def run_harl(cfg: TrainConfig, run_dir: Path) -> None:
                     a, _ = runner.actor[i].act(o, np.zeros((n, *rnn_shape), np.float32), np.ones((n, 1), np.float32),
                                                None, deterministic=True)
                 a = a.cpu().numpy() if torch.is_tensor(a) else np.asarray(a)
-                if order is not None:  # HARL's joint order within the agent -> the harness task's
+                if order is not None:  # HARL's actuator columns -> the harness task's agent's joints
                     a = a[:, order[i]]
                 out.append(a.reshape(n).astype(np.int64) if kinds[i] == "discrete" else a.astype(np.float32))
             return out
@@ -203,6 +239,10 @@ def run_harl(cfg: TrainConfig, run_dir: Path) -> None:
         if steps_taken["n"] // cfg.batch_steps % cfg.eval_interval:  # the last iteration, as the harness does
             runner.prep_rollout()
             evaluate()
+        if env == "mamujoco":  # a check of the translation: the final actors on HARL's own env, as HARL acts
+            record = run.read_config()
+            record["harl_env_check"] = harl_env_returns(runner, env_args, rnn_shape, episodes=2, seed=cfg.seed)
+            run.write_config(record)
         runner.close()
     eval_task.close()
     run.mark_done()
