@@ -62,6 +62,8 @@ class TrainConfig:
     absolute_factor: int = _f(10, "at the end, re-evaluate the best policy on this many times eval_episodes (0: skip)")
     threads: int = _f(2, "torch threads (the update of a [128,128] MLP on 4,000 samples is ~1.7x faster on 2)")
     env: dict = _f({}, "task options, set as env.NAME=value")
+    device: str = _f("cpu", "where updates run: cpu, cuda, cuda:N or auto (cuda when available); acting stays "
+                            "on the CPU; checkpoints load on any device", run_only=True)
     loggers: list = _f([], "experiment trackers besides metrics.csv, e.g. tensorboard,mlflow,wandb "
                            "(harness plugins lists them; they do not change results)", items=str, run_only=True)
 
@@ -108,6 +110,9 @@ class TrainConfig:
             raise HarnessError(f"eval_interval={self.eval_interval} must be >= 0")
         if self.activation not in ("relu", "tanh"):
             raise HarnessError(f"activation={self.activation!r} is not one of: relu, tanh")
+        from harness.devices import DEVICE_PATTERN
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise HarnessError(f"device={self.device!r} is not one of: cpu, cuda, cuda:N, auto")
         if self.share_params not in ("auto", "true", "false"):
             raise HarnessError(f"share_params={self.share_params!r} is not one of: auto, true, false")
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):

@@ -60,7 +60,7 @@ class ActorGroup:
             return obs
         ids = one_hot_id(obs.shape[0], i, self.agent_ids)
         if isinstance(obs, torch.Tensor):
-            return torch.cat([obs, torch.from_numpy(ids)], dim=-1)
+            return torch.cat([obs, torch.from_numpy(ids).to(obs.device)], dim=-1)
         return np.concatenate([obs, ids], axis=-1)
 
     def data(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -23,6 +23,7 @@ from harness.config import TrainConfig, config_diff, config_digest
 from harness.envs import VecTask
 from harness.errors import HarnessError, PluginError
 from harness.evaluation import play_fixed_episodes
+from harness.devices import move_batch, move_scheme, resolve_device
 from harness.executor import placement
 from harness.tracking import RunTrackers, check_loggers
 from harness.memory import check_memory
@@ -61,6 +62,7 @@ class Trainer:
         scheme_entry = regs.schemes.get(cfg.scheme)
         network_entry = regs.networks.get(cfg.network)
         check_loggers(regs, cfg.loggers)
+        self.device = resolve_device(cfg.device)
         if self.run is not None:
             self.run.prepare()
         torch.set_num_threads(cfg.threads)
@@ -92,6 +94,7 @@ class Trainer:
         self.builder = builder
         self.scheme_plugin = scheme_entry.plugin
         self._policy: Any = None
+        self._cpu_copies: list[Any] | None = None
         # Sampling during rollouts uses its own generator (saved in checkpoints).
         self.act_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 7]))
         try:
@@ -104,6 +107,8 @@ class Trainer:
             raise PluginError(f"plugin {scheme_entry.plugin!r}: scheme {cfg.scheme!r} (with network "
                               f"{cfg.network!r} of plugin {network_entry.plugin!r}) raised while building: "
                               f"{type(exc).__name__}: {exc}") from exc
+        if self.device.type != "cpu":
+            move_scheme(self.scheme, self.device)
         needed = ("actors", "update", "state_dict", "load_state_dict", "set_lr_fraction")
         if getattr(self.scheme, "state_critic", True):
             needed += ("values",)
@@ -189,8 +194,22 @@ class Trainer:
         if self._policy:
             return self._policy(obs, self.act_rng, deterministic)
         out = [actor.act(torch.from_numpy(o), deterministic=deterministic)
-               for actor, o in zip(self.scheme.actors, obs)]
+               for actor, o in zip(self._cpu_actors(), obs)]
         return [a.numpy() for a, _ in out], [lp.numpy() for _, lp in out]
+
+    def _cpu_actors(self) -> list[Any]:
+        """The actors, or CPU copies of them when updates run on another device (refreshed after
+        every update, when the acting policy is rebuilt)."""
+        if self.device.type == "cpu":
+            return self.scheme.actors
+        if self._cpu_copies is None:
+            self._cpu_copies = [copy.deepcopy(a).cpu() for a in self.scheme.actors]
+        return self._cpu_copies
+
+    def _weights_changed(self) -> None:
+        """The actors' weights changed (an update, a restore): rebuild what acting uses."""
+        self._policy = None
+        self._cpu_copies = None
 
     def _batch(self, obs_buf, act_buf, logp_buf, states, final_states, rewards, terminated, truncated) -> Batch:
         cfg = self.cfg
@@ -206,7 +225,8 @@ class Trainer:
         st = torch.from_numpy(states).reshape((T + 1) * E, -1)
         cut = trunc.reshape(-1).nonzero().squeeze(-1)
         extra = torch.from_numpy(final_states).reshape(T * E, -1)[cut]
-        raw, vals = self.scheme.values(torch.cat([st, extra]))
+        raw, vals = self.scheme.values(torch.cat([st, extra]).to(self.device))
+        raw, vals = raw.cpu(), vals.cpu()
         values = vals[: (T + 1) * E].reshape(T + 1, E)
         next_values = values[1:].clone().reshape(-1)
         next_values[cut] = vals[(T + 1) * E:]
@@ -268,7 +288,7 @@ class Trainer:
         self.act_rng.bit_generator.state = ckpt["act_rng"]
         self.best = ckpt.get("best", self.best)
         self._best_state = ckpt.get("best_state", self._best_state)
-        self._policy = None
+        self._weights_changed()
         # Episodes restart at the saved episode numbers; a run checkpointed at an episode boundary
         # (MPE with rollout_length a multiple of the episode length) continues exactly.
         self.obs, self.state = self.task.reset(ckpt["episodes"])
@@ -300,7 +320,8 @@ class Trainer:
         if ckpt is not None:
             run.keep_rows_up_to(self.iteration)
             # Where each resumed part of the run trained (the first part is config.json's placement).
-            old["resumes"] = [*old.get("resumes", []), {"iteration": self.iteration, **placement(),
+            old["resumes"] = [*old.get("resumes", []), {"iteration": self.iteration, "device": str(self.device),
+                                                          **placement(),
                                                           "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
             run.write_config(old)
             self._log(f"resuming {run.path} from iteration {self.iteration} ({self.env_steps} steps)")
@@ -313,7 +334,8 @@ class Trainer:
                 "versions": versions(), "harness_version": __version__, "git_commit": git_commit(),
                 "task_spec": self.task.spec(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "plugins": self.regs.plugins, "code": code, "code_digest": code_digest(code),
-                "actors": layout() if layout is not None else None, **placement(), **self.record,
+                "actors": layout() if layout is not None else None, "device": str(self.device), **placement(),
+                **self.record,
             })
         return True
 
@@ -354,7 +376,7 @@ class Trainer:
                 batch, returns = self.collect()
                 t1 = time.perf_counter()
                 metrics = self._update(batch)
-                self._policy = None
+                self._weights_changed()
                 t2 = time.perf_counter()
                 self._check_finite(metrics)
                 self.iteration += 1
@@ -412,12 +434,12 @@ class Trainer:
             return
         current = self.scheme.state_dict()
         self.scheme.load_state_dict(best["scheme"])
-        self._policy = None
+        self._weights_changed()
         episodes = cfg.eval_episodes * cfg.absolute_factor
         returns = self.evaluate(episodes)
         mean, std = float(np.mean(returns)), float(np.std(returns))
         self.scheme.load_state_dict(current)
-        self._policy = None
+        self._weights_changed()
         self.absolute = {"absolute_return": mean, "absolute_return_std": std, "episodes": episodes,
                          "returns": [float(f"{r:.6g}") for r in returns],
                          "best_eval_return": best["best"][0], "best_iteration": best["best"][1],
@@ -430,7 +452,7 @@ class Trainer:
     def _update(self, batch: Batch) -> dict[str, Any]:
         """The scheme's update; a plugin that raises or returns something else than a dict is named."""
         try:
-            metrics = self.scheme.update(batch)
+            metrics = self.scheme.update(batch if self.device.type == "cpu" else move_batch(batch, self.device))
         except HarnessError:
             raise
         except Exception as exc:

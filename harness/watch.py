@@ -68,7 +68,7 @@ def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = N
         trainer.close()
         raise HarnessError(f"{path}: cannot load the policy ({type(exc).__name__}: "
                            f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})") from None
-    trainer._policy = None
+    trainer._weights_changed()
     return trainer
 
 

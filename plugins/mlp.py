@@ -103,7 +103,7 @@ class NumpyPolicy:
             layers = []  # per hidden block: (W [A, in, out], b [A, 1, out], ln_w, ln_b)
             lin = [m for m in mods[0].body if isinstance(m, nn.Linear)]
             lns = [m for m in mods[0].body if isinstance(m, nn.LayerNorm)]
-            stack = lambda get: np.stack([get(a).detach().numpy() for a in mods]).astype(np.float32)  # noqa: E731
+            stack = lambda get: np.stack([get(a).detach().cpu().numpy() for a in mods]).astype(np.float32)  # noqa: E731
             ln_in = (stack(lambda a: a.body[0].weight)[:, None], stack(lambda a: a.body[0].bias)[:, None])
             for k in range(len(lin)):
                 idx_lin = list(mods[0].body).index(lin[k])
