@@ -57,20 +57,22 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
 
 
-def resume_from(run: RunDir, config_digest: str, task_spec: dict[str, Any],
+def resume_from(run: RunDir, config_digest: str | set[str], task_spec: dict[str, Any],
                 apply: Callable[[dict[str, Any]], None]) -> dict[str, Any] | None:
     """Apply the newest usable checkpoint of ``run`` with ``apply`` and return it (None when the run
     has no checkpoint). A checkpoint is usable when it loads without code, records ``config_digest``
-    and ``task_spec``, and ``apply`` accepts it."""
+    (or one of a set: a run extended to a larger budget accepts its earlier digests) and
+    ``task_spec``, and ``apply`` accepts it."""
+    accepted = {config_digest} if isinstance(config_digest, str) else set(config_digest)
     failures: list[str] = []
     for path in (run.checkpoint_file, run.previous_checkpoint_file):
         if not path.exists():
             continue
         try:
             state = load_file(path)
-            if state.get("config_digest") != config_digest:
+            if state.get("config_digest") not in accepted:
                 raise ValueError(f"it belongs to another config (digest {state.get('config_digest')}, "
-                                 f"this run {config_digest})")
+                                 f"this run {' or '.join(sorted(accepted))})")
             if state.get("task_spec") != task_spec:
                 raise ValueError("it was made for another task (its task spec differs from this run's)")
             apply(state)

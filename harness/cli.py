@@ -79,9 +79,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise HarnessError("--out '' is empty; give a directory (or leave --out out for the default)")
     regs = load_plugins(args.plugin)
     out = Path(args.out) if args.out else Path("results") / "train" / cfg.task / cfg.scheme / f"seed_{cfg.seed}"
+    if args.accept_new_schedule and not args.extend:
+        raise HarnessError("--accept-new-schedule goes with --extend")
+    if args.extend:
+        from harness.continuation import extend_run
+        from harness.run_lock import RunLock
+        lock = RunLock(out)  # no other writer while config.json changes
+        lock.acquire()
+        try:
+            extended = extend_run(out, cfg, args.accept_new_schedule)
+        finally:
+            lock.release()
+        if extended and not args.quiet:
+            print(f"extending {out} to {cfg.steps} steps", file=sys.stderr)
     trainer = Trainer(cfg, regs, out, progress=not args.quiet)
-    rows = trainer.run_training()
-    evals = [r["eval_return"] for r in rows if r.get("eval_return") is not None]
+    trainer.run_training()
+    from harness.results import RunDir
+    # The whole run's evaluations, whether this call started it or resumed it.
+    evals = [float(r["eval_return"]) for r in RunDir(out).rows() if r.get("eval_return")]
     if evals:
         print(f"{cfg.scheme} on {cfg.task} seed {cfg.seed}: eval return {evals[0]:.2f} -> {evals[-1]:.2f}; wrote {out}")
     return 0
@@ -203,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TOML file of config overrides, e.g. a sweep's best.toml (applied before --set)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (see below)")
     p.add_argument("--out", help="run directory (default results/train/<task>/<scheme>/seed_<k>)")
+    p.add_argument("--extend", action="store_true",
+                   help="continue the run in --out (finished or not) to a larger --steps; nothing else may change")
+    p.add_argument("--accept-new-schedule", action="store_true",
+                   help="with --extend and lr_decay=true: continue on the new budget's learning-rate schedule")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_plugin_arg(p)
     p.set_defaults(func=cmd_train)

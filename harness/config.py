@@ -62,6 +62,8 @@ class TrainConfig:
     absolute_factor: int = _f(10, "at the end, re-evaluate the best policy on this many times eval_episodes (0: skip)")
     threads: int = _f(2, "torch threads (the update of a [128,128] MLP on 4,000 samples is ~1.7x faster on 2)")
     env: dict = _f({}, "task options, set as env.NAME=value")
+    init_from: str = _f("", "start from another run's policy: its run directory (best.pt, else checkpoint.pt) "
+                            "or a .pt file", omit_default=True)
     device: str = _f("cpu", "where updates run: cpu, cuda, cuda:N or auto (cuda when available); acting stays "
                             "on the CPU; checkpoints load on any device", run_only=True)
     loggers: list = _f([], "experiment trackers besides metrics.csv, e.g. tensorboard,mlflow,wandb "
@@ -131,7 +133,8 @@ def config_digest(config: dict[str, Any]) -> str:
     """The digest of a config as :meth:`TrainConfig.to_dict` gives it (and config.json stores it),
     without the keys that only say how a run is watched (:data:`RUN_ONLY`): a run resumed or
     re-run with another tracker is the same run."""
-    kept = {k: v for k, v in config.items() if k not in RUN_ONLY}
+    kept = {k: v for k, v in config.items()
+            if k not in RUN_ONLY and not (k in OMIT_DEFAULT and v == OMIT_DEFAULT[k])}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -159,6 +162,9 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = get_type_hints(TrainConfig)
 #: Config keys that do not change what a run computes (left out of its digest).
 RUN_ONLY = frozenset(name for name, f in FIELDS.items() if f.metadata.get("run_only"))
+#: Keys left out of the digest while they hold their default (keys added after runs were made, so
+#: those runs keep their digests).
+OMIT_DEFAULT = {name: f.default for name, f in FIELDS.items() if f.metadata.get("omit_default")}
 
 
 def field_help() -> dict[str, str]:
@@ -215,7 +221,8 @@ def _flatten(config: dict[str, Any]) -> dict[str, str]:
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     """The keys on which two configs (as :meth:`TrainConfig.to_dict` gives them) differ, with both
     values: ``lr 0.0005 -> 0.001, steps 1000 -> 2000`` (``(unset)`` where a key is missing)."""
-    a, b = (_flatten({k: v for k, v in c.items() if k not in RUN_ONLY}) for c in (old, new))
+    a, b = (_flatten({k: v for k, v in c.items() if k not in RUN_ONLY
+                      and not (k in OMIT_DEFAULT and v == OMIT_DEFAULT[k])}) for c in (old, new))
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return ", ".join(f"{k} {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in keys) or "(no key differs)"
 

@@ -23,6 +23,7 @@ from harness.config import TrainConfig, config_diff, config_digest
 from harness.envs import VecTask
 from harness.errors import HarnessError, PluginError
 from harness.evaluation import play_fixed_episodes
+from harness.continuation import accepted_digests, load_init
 from harness.devices import move_batch, move_scheme, resolve_device
 from harness.executor import placement
 from harness.tracking import RunTrackers, check_loggers
@@ -297,6 +298,9 @@ class Trainer:
         """Write config.json, or resume from the last checkpoint (dropping the metrics rows after it);
         return False if the run is already finished. Done once; ``iterate`` calls it if nobody has."""
         if self._prepared is None:
+            if self.run is None and self.cfg.init_from:
+                load_init(self.cfg.init_from, self.scheme)
+                self._weights_changed()
             self._prepared = self._start_run_dir() if self.run is not None else True
         return self._prepared
 
@@ -316,7 +320,7 @@ class Trainer:
         if old is None and (run.checkpoint_file.exists() or run.previous_checkpoint_file.exists()):
             raise HarnessError(f"{str(run.path)!r} has checkpoints but no config.json, so it cannot be checked "
                                "that they belong to this run; restore config.json or use another --out")
-        ckpt = resume_from(run, cfg.digest(), self.task.spec(), self.restore)
+        ckpt = resume_from(run, accepted_digests(old, cfg.digest()), self.task.spec(), self.restore)
         if ckpt is not None:
             run.keep_rows_up_to(self.iteration)
             # Where each resumed part of the run trained (the first part is config.json's placement).
@@ -327,6 +331,8 @@ class Trainer:
             self._log(f"resuming {run.path} from iteration {self.iteration} ({self.env_steps} steps)")
         else:
             run.keep_rows_up_to(-1) if run.metrics_file.exists() else None
+            init = {"init_from": load_init(cfg.init_from, self.scheme)} if cfg.init_from else {}
+            self._weights_changed()
             code = code_record(self.regs, cfg)
             layout = getattr(self.scheme, "actor_layout", None)
             run.write_config({
@@ -335,7 +341,7 @@ class Trainer:
                 "task_spec": self.task.spec(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "plugins": self.regs.plugins, "code": code, "code_digest": code_digest(code),
                 "actors": layout() if layout is not None else None, "device": str(self.device), **placement(),
-                **self.record,
+                **init, **self.record,
             })
         return True
 

@@ -1,0 +1,101 @@
+"""Continuing training beyond one run: extending a finished run to a larger budget, and starting a
+new run from another run's policy.
+
+* :func:`extend_run` (``harness train ... --steps N --extend``): the run directory's config must equal
+  the asked one but for ``steps`` (larger). Its ``config.json`` takes the new config and digest and
+  lists the extension under ``extended`` (old steps and digest, time); ``DONE`` goes; the run then
+  resumes from its last checkpoint, whose recorded digest is accepted because it is an earlier
+  digest of the same run. With ``lr_decay`` the schedule spans the whole budget, so an extension
+  would make the learning rate jump back up: refused unless the user accepts the new schedule
+  (``--accept-new-schedule``: from the resumed iteration, the fraction ``1 - iteration / iterations``
+  of the new budget).
+* :func:`load_init` (``--set init_from=RUN_DIR`` or ``RUN_DIR/best.pt`` / ``checkpoint.pt``): a new run
+  starts from another run's scheme state (actors, critic, value normaliser, optimiser moments),
+  loaded without executing code; ``init_from`` is part of the config (two runs from different
+  starts are different runs) and ``config.json`` records the file, its SHA-256 and the source run's
+  config digest and iteration.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.config import RUN_ONLY, TrainConfig, config_diff
+from harness.errors import HarnessError
+from harness.results import RunDir
+
+
+def extend_run(run_dir: str | Path, cfg: TrainConfig, accept_new_schedule: bool = False) -> bool:
+    """Prepare ``run_dir`` to continue to ``cfg.steps``; False when it already holds that budget."""
+    run = RunDir(run_dir)
+    try:
+        record = run.read_config()
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"--extend: {run.config_file} is unreadable ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise HarnessError(f"--extend: {str(run.path)!r} holds no run to extend (no config.json)")
+    old = record["config"]
+    if record.get("config_digest") == cfg.digest():
+        return False  # the same budget: an ordinary resume (or nothing, when finished)
+    new = cfg.to_dict()
+    other = {k for k in set(old) | set(new) if k not in RUN_ONLY and k != "steps" and old.get(k) != new.get(k)}
+    if other:
+        diff = config_diff({k: old.get(k) for k in other}, {k: new.get(k) for k in other})
+        raise HarnessError(f"--extend changes only steps; this also changes {diff}")
+    if not cfg.steps > old["steps"]:
+        raise HarnessError(f"--extend: steps={cfg.steps} must be larger than the run's {old['steps']}")
+    if cfg.lr_decay and not accept_new_schedule:
+        raise HarnessError(f"--extend: the run decays its learning rates to 0 over its {old['steps']} steps "
+                           "(lr_decay=true); over a larger budget the rate would jump back up. Pass "
+                           "--accept-new-schedule to continue on the new budget's schedule, or train a new run")
+    if not run.checkpoint_file.exists() and not run.previous_checkpoint_file.exists():
+        raise HarnessError(f"--extend: {str(run.path)!r} has no checkpoint to continue from")
+    record["extended"] = [*record.get("extended", []), {"from_steps": old["steps"], "to_steps": cfg.steps,
+                                                        "from_digest": record["config_digest"],
+                                                        "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+    record["config"], record["config_digest"] = new, cfg.digest()
+    run.write_config(record)
+    if run.done_file.exists():
+        run.done_file.unlink()
+    return True
+
+
+def accepted_digests(record: dict[str, Any] | None, digest: str) -> set[str]:
+    """The config digests a run's checkpoints may carry: its own, and those before its extensions."""
+    return {digest, *[e.get("from_digest") for e in (record or {}).get("extended", [])]} - {None}
+
+
+def init_file(spec: str) -> Path:
+    """The file ``init_from`` names: a run directory's ``best.pt`` (else its ``checkpoint.pt``), or a file."""
+    path = Path(spec)
+    if path.is_dir():
+        for name in ("best.pt", "checkpoint.pt"):
+            if (path / name).exists():
+                return path / name
+        raise HarnessError(f"init_from={spec!r}: the directory has no best.pt or checkpoint.pt")
+    if not path.is_file():
+        raise HarnessError(f"init_from={spec!r} does not exist (a run directory, or its best.pt / checkpoint.pt)")
+    return path
+
+
+def load_init(spec: str, scheme: Any) -> dict[str, Any]:
+    """Load the scheme state ``spec`` names into ``scheme``; return what config.json records of it."""
+    import torch
+
+    from harness.provenance import file_sha256
+    path = init_file(spec)
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        scheme.load_state_dict(state["scheme"])
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise HarnessError(f"init_from={spec!r}: {path.name} does not fit this run's networks "
+                           f"({type(exc).__name__}: {first}); start from a run of the same task, scheme and "
+                           "network sizes") from None
+    source = RunDir(path.parent).read_config() or {}
+    best = state.get("best")
+    return {"file": str(path.resolve()), "sha256": file_sha256(str(path)),
+            "source_config_digest": source.get("config_digest"),
+            "source_iteration": best[1] if isinstance(best, (list, tuple)) else state.get("iteration")}
