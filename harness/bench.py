@@ -288,6 +288,7 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
         print(f"harness: run failed: {f}", file=sys.stderr)
     if plot and len(failures) < len(suite.runs):
         from harness.plot import plot_results
+        print(f"plotting {out} ...", file=sys.stderr, flush=True)
         files = plot_results(out)
         print(f"plots and tables in {files[0].parent}", file=sys.stderr)
     return len(failures)
@@ -326,7 +327,11 @@ def _run_on(runner: Executor, suite: Suite, todo: list[RunSpec], progress: bool)
                 if msg:
                     (bar.write(msg, file=sys.stderr) if bar else print(msg, file=sys.stderr))
             if bar is not None:
-                bar.n = sum(_steps_done(r) - start_steps[id(r)] for r in todo)
+                done = [_steps_done(r) - start_steps[id(r)] for r in todo]
+                bar.n = sum(done)
+                # Before the first iteration ends (runs building their tasks) the bar would stand still.
+                started = sum(RunDir(r.out).config_file.exists() for r in todo)
+                bar.set_postfix_str(f"{started}/{len(todo)} runs started", refresh=False)
                 bar.refresh()
     except KeyboardInterrupt:  # asked twice: stop the runs now (their checkpoints stay)
         runner.kill()

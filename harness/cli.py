@@ -42,6 +42,8 @@ def _add_executor_args(p: argparse.ArgumentParser) -> None:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from harness.plugins import load_plugins
     regs = load_plugins(args.plugin)
+    if args.options is not None:
+        return _print_options(regs, args.options)
     for title, reg in (("tasks", regs.tasks), ("networks", regs.networks), ("schemes", regs.schemes),
                        ("executors", regs.executors), ("loggers", regs.loggers)):
         print(f"{title}:")
@@ -58,6 +60,23 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 print(f"  {e.name}  [plugin: {e.plugin}] {e.description}{note}")
             else:
                 print(f"  {e.name}  [plugin: {e.plugin}] {e.description}")
+    return 0
+
+
+def _print_options(regs, name: str) -> int:
+    """The task options (``--set env.NAME=value``) of a task family, or of a family's executor."""
+    family = name.partition("/")[0]
+    if family in regs.tasks:
+        entry, what = regs.tasks.get(family), f"task options of {family} (--set env.NAME=value)"
+    elif family in regs.executors:
+        entry, what = regs.executors.get(family), f"options of executor {family} (--executor-option NAME=value)"
+    else:
+        regs.tasks.get(family)  # the error lists the known task families
+    options = entry.extra.get("options") or {}
+    print(f"{what}:" if options else f"{family}: no options")
+    for key, opt in options.items():
+        typ = getattr(opt.type, "__name__", str(opt.type))
+        print(f"  {key:16s} {typ:6s} default {opt.default!r:10s} {opt.help}")
     return 0
 
 
@@ -199,10 +218,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from harness.config import field_help
+    from harness import __version__
     parser = argparse.ArgumentParser(prog="harness", description="Benchmark HAPPO, MAPPO and plugin schemes on MPE and MaMuJoCo.")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("plugins", help="list registered tasks, networks and update schemes")
+    p = sub.add_parser("plugins", help="list registered tasks, networks, update schemes, executors and loggers")
+    p.add_argument("--options", metavar="TASK", help="list a task family's options (e.g. mamujoco or "
+                   "mamujoco/Hopper-3x1), or an executor's")
     _add_plugin_arg(p)
     p.set_defaults(func=cmd_plugins)
 

@@ -168,8 +168,15 @@ OMIT_DEFAULT = {name: f.default for name, f in FIELDS.items() if f.metadata.get(
 
 
 def field_help() -> dict[str, str]:
-    """Help text of every field, for the CLI."""
-    return {name: f.metadata["help"] for name, f in FIELDS.items()}
+    """Help text of every field with its default, for the CLI."""
+    def default(f: Any) -> Any:
+        value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value) or "(none)"
+        if isinstance(value, dict):
+            return "(none)" if not value else value
+        return "(none)" if value == "" else value
+    return {name: f"{f.metadata['help']} [default: {default(f)}]" for name, f in FIELDS.items()}
 
 
 def apply_override(cfg: TrainConfig, key: str, value: Any) -> None:

@@ -45,10 +45,13 @@ def register_networks(register: Callable[..., None]) -> None:
 
 @hookspec
 def register_schemes(register: Callable[..., None]) -> None:
-    """Add update schemes: ``register(name, scheme_class, description="")``.
+    """Add update schemes: ``register(name, scheme_class, description="", search_space={...})``.
 
-    ``scheme_class(actors, critic, config, rng)`` must expose ``actors`` (one per agent),
-    ``critic``, ``update(batch) -> dict[str, float]``, ``state_dict()`` and ``load_state_dict()``.
+    ``scheme_class(task, builder, config)`` (the :class:`harness.envs.VecTask`, the network plugin's
+    builder and the run's :class:`harness.config.TrainConfig`) must expose ``actors`` (one per agent),
+    ``update(batch) -> dict[str, float]``, ``state_dict()``, ``load_state_dict()`` and
+    ``set_lr_fraction(fraction)``, and ``values(states)`` unless it sets ``state_critic = False``.
+    ``search_space`` is the scheme's default sweep space (see ``harness sweep``).
     """
 
 

@@ -350,6 +350,9 @@ def make_objective(sweep: Sweep, regs: Registries, progress: bool):
                     value = sum(e[reported][1] for e in evals) / len(evals)
                     trial.report(value, step=reported + 1)
                     reported += 1
+                    if progress:
+                        print(f"trial {trial.number}: evaluation {reported} (of about {sweep.evaluations}) at "
+                              f"{evals[0][reported - 1][0]} steps: {value:.3f}", file=sys.stderr, flush=True)
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned after evaluation {reported}: {value:.3f}")
             if any(not e for e in evals):
@@ -621,6 +624,8 @@ def _toml_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return json.dumps(str(v))
 
 
@@ -647,7 +652,15 @@ def write_outputs(sweep: Sweep, storage: str | None) -> dict[str, Any]:
                  f"# trial {best.number}, objective {best.value:.4f} (mean evaluation return over the last "
                  f"{sweep.window:.0%} of training, over seeds {sweep.seeds}).",
                  f"# Use: harness train --config {out / 'best.toml'} ...   or   include = \"...\" in a suite table."]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in best.params.items() if not k.startswith("env.")]
+        # The sweep's fixed settings too (budget, [config]), so the best trial's runs can be made again
+        # from this file alone; its parameters override them.
+        fixed = {k: v for k, v in sweep.fixed if k not in ("threads",) and k not in RUN_ONLY}
+        fixed_env = dict(fixed.pop("env", {}) or {})
+        fixed_env.update({k[4:]: v for k, v in list(fixed.items()) if k.startswith("env.")})
+        fixed = {k: v for k, v in fixed.items() if not k.startswith("env.")}
+        merged = {**fixed, **{k: v for k, v in best.params.items() if not k.startswith("env.")}}
+        lines += [f"{k} = {_toml_value(v)}" for k, v in merged.items()]
+        env = {**fixed_env, **env}
         if env:
             lines += ["", "[env]"] + [f"{k} = {_toml_value(v)}" for k, v in env.items()]
         best_file = out / "best.toml"

@@ -163,3 +163,26 @@ def test_plugins_that_break_the_contract_while_training_are_named(tmp_path, case
     assert out.returncode == 2, out.stderr
     assert needle in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_version_options_and_defaults_are_shown(capsys):
+    import tomllib
+    from pathlib import Path
+
+    from harness import __version__
+    from harness.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"harness {__version__}"
+    assert main(["plugins", "--options", "mamujoco/Hopper-3x1"]) == 0
+    out = capsys.readouterr().out
+    assert "obs_mode" in out and "default 'local'" in out and "render" in out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "[default: 0.0005]" in out and "[default: 128,128]" in out and "[default: cpu]" in out
+    # The declared Python versions are the ones the code runs on (tomllib: 3.11+), and tox runs them.
+    root = Path(__file__).resolve().parents[1]
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.11"
+    assert "py311" in (root / "tox.ini").read_text()

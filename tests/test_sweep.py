@@ -90,6 +90,16 @@ def test_tiny_sweep_writes_outputs_and_best_params_round_trip(tmp_path, capsys):
     cfg = json.loads((run / "config.json").read_text())["config"]
     assert cfg["lr"] == pytest.approx(best.params["lr"]) and cfg["clip"] == best.params["clip"]
     assert cfg["ppo_epochs"] == best.params["ppo_epochs"]
+    # best.toml alone (no other flags) gives the best trial's runs' config: budget and [config] included.
+    again = tmp_path / "from_best_alone"
+    assert main(["train", "--config", str(out / "best.toml"), "--task", "mpe/simple_speaker_listener",
+                 "--seed", "1", "--out", str(again), "--quiet"]) == 0
+    trial_cfg = json.loads((out / "trials" / str(best.number) / "mpe/simple_speaker_listener/seed_1/config.json")
+                           .read_text())["config"]
+    alone = json.loads((again / "config.json").read_text())["config"]
+    differ = {k for k in trial_cfg if trial_cfg[k] != alone[k]}
+    # A sweep sets its runs' evaluation schedule and threads itself, and never takes the absolute metric.
+    assert differ <= {"eval_interval", "checkpoint_interval", "absolute_factor", "threads"}
 
 
 def test_objective_window():
