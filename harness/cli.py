@@ -221,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     from harness import __version__
     parser = argparse.ArgumentParser(prog="harness", description="Benchmark HAPPO, MAPPO and plugin schemes on MPE and MaMuJoCo.")
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    parser.add_argument("--disable-plugin", action="append", default=[], metavar="NAME",
+                        help="do not load this installed plugin (also HARNESS_DISABLE_PLUGINS=a,b); repeatable")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback behind an error (also HARNESS_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plugins", help="list registered tasks, networks, update schemes, executors and loggers")
@@ -309,12 +313,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from harness import stopping
 
+    import os
+
+    from harness.plugins import DISABLE_ENV, MAIN_PID_ENV, disabled_plugins
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.disable_plugin:  # through the environment, so worker processes skip them too
+        os.environ[DISABLE_ENV] = ",".join(sorted(disabled_plugins() | set(args.disable_plugin)))
+    os.environ[MAIN_PID_ENV] = str(os.getpid())  # its worker processes inherit it and stay quiet
+    debug = args.debug or os.environ.get("HARNESS_DEBUG", "") not in ("", "0")
     stopping.install()
     try:
         return args.func(args)
     except HarnessError as exc:
+        if debug:
+            import traceback
+            traceback.print_exception(exc)
         print(f"harness: error: {exc}", file=sys.stderr)
         return 2
     except stopping.Interrupted as exc:

@@ -306,16 +306,24 @@ def check_scheme(regs: Registries, name: str) -> list[Check]:
     return c.checks
 
 
-def check_plugin(regs: Registries, name: str) -> list[Check]:
-    """Checks for every component registered by plugin ``name``, or for the component named ``name``."""
-    checks: list[Check] = []
-    found = False
-    for registry, fn in ((regs.tasks, check_task), (regs.networks, check_network), (regs.schemes, check_scheme)):
+def components(regs: Registries, name: str) -> list[tuple[str, str]]:
+    """``(kind, name)`` of every component registered by plugin ``name`` (or by every plugin of the
+    installed distribution ``name``), or of the component named ``name``."""
+    from_dist = {r["name"] for r in regs.plugins if r.get("distribution") == name}
+    out = []
+    for kind, registry in (("task", regs.tasks), ("network", regs.networks), ("scheme", regs.schemes)):
         for entry in registry:
-            if entry.plugin == name or entry.name == name:
-                found = True
-                checks += fn(regs, entry.name)
-    if not found:
+            if entry.plugin == name or entry.name == name or entry.plugin in from_dist:
+                out.append((kind, entry.name))
+    if not out:
         plugins = sorted({e.plugin for r in (regs.tasks, regs.networks, regs.schemes) for e in r})
-        raise HarnessError(f"no plugin or component named {name!r}; plugins: {', '.join(plugins)}")
-    return checks
+        dists = sorted({r["distribution"] for r in regs.plugins if r.get("distribution")})
+        raise HarnessError(f"no plugin, distribution or component named {name!r}; plugins: {', '.join(plugins)}; "
+                           f"distributions: {', '.join(dists)}")
+    return out
+
+
+def check_plugin(regs: Registries, name: str) -> list[Check]:
+    """Checks for every component :func:`components` finds for ``name``."""
+    run = {"task": check_task, "network": check_network, "scheme": check_scheme}
+    return [c for kind, component in components(regs, name) for c in run[kind](regs, component)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,20 +103,41 @@ def _call_registration(pm: pluggy.PluginManager, hook_name: str, registry: Regis
                               "it must call register(name, factory, ...) and return None")
 
 
+#: Entry-point plugins not to load, comma-separated (``harness --disable-plugin NAME`` adds to it).
+DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
+#: The pid of the ``harness`` command's own process: only it warns about plugins that failed to import
+#: (its worker processes load the same plugins and would repeat the warning).
+MAIN_PID_ENV = "HARNESS_MAIN_PID"
+
+
+def disabled_plugins() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
 def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Registries:
-    """Create the plugin manager, load every plugin and return the filled registries."""
+    """Create the plugin manager, load every plugin and return the filled registries.
+
+    An installed (entry-point) plugin that fails to import is skipped with a one-line warning: the
+    commands that do not use it work, and asking for a name it would have registered is a one-line
+    error quoting the failure. Plugins named in ``HARNESS_DISABLE_PLUGINS`` are not loaded. A plugin
+    given explicitly (``--plugin``) that fails to import is an error."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     records: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    disabled = disabled_plugins()
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in disabled:
+                continue
             try:
                 module = ep.load()
             except Exception as exc:
-                raise PluginError(
-                    f"plugin {ep.name!r} (entry point {ep.value}) failed to import: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
+                failed[ep.name] = f"entry point {ep.value} failed to import: {type(exc).__name__}: {exc}"
+                if os.environ.get(MAIN_PID_ENV, str(os.getpid())) == str(os.getpid()):
+                    print(f"harness: warning: plugin {ep.name!r} skipped: {failed[ep.name]} (disable it with "
+                          f"--disable-plugin {ep.name})", file=sys.stderr)
+                continue
             if pm.is_registered(module):
                 continue
             _register(pm, module, ep.name)
@@ -140,6 +162,8 @@ def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Regist
         known = ", ".join(sorted(n for n in dir(hookspecs) if getattr(getattr(hookspecs, n), "happo_harness_spec", None)))
         raise PluginError(f"plugin {name!r} implements an unknown hook ({exc}); known hooks: {known}") from exc
     regs = Registries(Registry("task family"), Registry("network"), Registry("scheme"), pm, plugins=records)
+    for registry in (regs.tasks, regs.networks, regs.schemes, regs.executors, regs.loggers):
+        registry.failed = failed
     _call_registration(pm, "register_tasks", regs.tasks)
     _call_registration(pm, "register_networks", regs.networks)
     _call_registration(pm, "register_schemes", regs.schemes)

@@ -25,6 +25,8 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        # Installed plugins that failed to import (name -> why): an unknown name may be theirs.
+        self.failed: dict[str, str] = {}
 
     def add(self, entry: Entry) -> None:
         """Add an entry; a name registered twice is an error naming both plugins."""
@@ -52,7 +54,8 @@ class Registry:
             return self._entries[name]
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "(none)"
-            raise HarnessError(f"unknown {self.kind} {name!r}; known: {known}") from None
+            broken = "".join(f"; plugin {p!r} would be missing: {why}" for p, why in sorted(self.failed.items()))
+            raise HarnessError(f"unknown {self.kind} {name!r}; known: {known}{broken}") from None
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

@@ -86,5 +86,5 @@ def test_the_kit_catches_broken_plugins(tmp_path):
 
 
 def test_unknown_plugin_name(regs):
-    with pytest.raises(HarnessError, match="no plugin or component named 'nope'; plugins: happo, mamujoco"):
+    with pytest.raises(HarnessError, match="no plugin, distribution or component named 'nope'; plugins: happo, mamujoco"):
         check_plugin(regs, "nope")
