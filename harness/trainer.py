@@ -131,6 +131,8 @@ class Trainer:
                            if m is not None for p in m.parameters())
             # checkpoint + previous + best, each params and two Adam moments; metrics rows; headroom
             self.run.check_space(9 * 4 * n_params + 600 * cfg.iterations + (1 << 20))
+        self._bounds = [None if s.kind != "box" else (np.asarray(s.low, np.float32), np.asarray(s.high, np.float32))
+                        for s in self.task.action_spaces]
         self.obs, self.state = self.task.reset()
         self.checker.check_reset(self.task, self.obs, self.state)
 
@@ -160,7 +162,7 @@ class Trainer:
                     act_buf[i][t] = actions[i]
                     logp_buf[i][t] = logps[i]
                 states[t] = state
-                res = task.step(actions)
+                res = task.step(self.to_task(actions))
                 check(task, res)
                 rewards[t] = res.reward
                 terminated[t] = res.terminated
@@ -197,6 +199,13 @@ class Trainer:
         out = [actor.act(torch.from_numpy(o), deterministic=deterministic)
                for actor, o in zip(self._cpu_actors(), obs)]
         return [a.numpy() for a, _ in out], [lp.numpy() for _, lp in out]
+
+    def to_task(self, actions: list[np.ndarray]) -> list[np.ndarray]:
+        """The actions a task receives: continuous ones clipped to the agent's box ``[low, high]``
+        (the policy's own, unclipped sample is what the batch and its log-probabilities keep). One
+        rule for every task, so no task plugin needs to clip."""
+        bounds = self._bounds
+        return [a if b is None else np.clip(a, b[0], b[1]) for a, b in zip(actions, bounds)]
 
     def _cpu_actors(self) -> list[Any]:
         """The actors, or CPU copies of them when updates run on another device (refreshed after
@@ -256,7 +265,7 @@ class Trainer:
         if self.eval_task is None:
             self.eval_task = make_task(self.regs, cfg.task, cfg.eval_envs, cfg.seed, cfg.env, stream=EVAL_STREAM)
         with torch.no_grad():
-            return play_fixed_episodes(self.eval_task, lambda obs: self.act(obs, deterministic=True)[0],
+            return play_fixed_episodes(self.eval_task, lambda obs: self.to_task(self.act(obs, deterministic=True)[0]),
                                        episodes or cfg.eval_episodes, self.checker)
 
     def _evaluation(self) -> dict[str, Any]:

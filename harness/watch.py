@@ -132,7 +132,7 @@ def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | 
         steps = 0
         with torch.no_grad():
             while len(returns) < episodes:
-                res = task.step(trainer.act(obs, deterministic=True)[0])
+                res = task.step(trainer.to_task(trainer.act(obs, deterministic=True)[0]))
                 returns.extend(res.episode_returns)
                 obs = res.obs
                 steps += 1

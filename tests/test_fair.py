@@ -257,3 +257,19 @@ def test_marl_eval_export_holds_each_evaluations_episode_returns(split_regs, tmp
     assert got["absolute_metrics"]["mean_return"] == pytest.approx(27.5)  # 15 episodes on each of the 4 copies
     matrix, _ = marl_eval.create_matrices_for_rliable(processed, "split", ["return"])
     assert set(matrix["mean_norm_return"]) == {"happo", "mappo"}
+
+
+def test_continuous_actions_reach_every_task_clipped_to_its_box():
+    # The policy's Gaussian samples leave [-1, 1]; the task gets them clipped, the batch keeps them whole.
+    regs = load_plugins([SPLIT])
+    cfg = build_config({"task": "split/none", "n_envs": 4, "rollout_length": 50, "eval_episodes": 4,
+                        "eval_envs": 4, "hidden_sizes": [16], "threads": 1, "seed": 3})
+    trainer = Trainer(cfg, regs, None, progress=False)
+    try:
+        batch, _ = trainer.collect()
+        assert max(float(a.abs().max()) for a in batch.actions) > 1.0
+        assert trainer.task.max_abs_action <= 1.0
+        trainer.evaluate()
+        assert trainer.eval_task.max_abs_action <= 1.0
+    finally:
+        trainer.close()

@@ -49,6 +49,7 @@ class SplitLengths(VecTask):
 
     def step(self, actions):
         self.steps += 1
+        self.max_abs_action = max(getattr(self, "max_abs_action", 0.0), *(float(np.abs(a).max()) for a in actions))
         self.t += 1
         final = self._state()
         reward = np.ones(self.n_envs, np.float32)
