@@ -160,7 +160,7 @@ class RunDir:
             return []
         reader = csv.reader(io.StringIO(text))
         header = next(reader)
-        if header != METRIC_COLUMNS[: len(header)] or "iteration" not in header:
+        if not _valid_header(header):
             raise HarnessError(f"{self.metrics_file}: line 1 is not the metrics header")
         rows, last = [], -1
         for line, fields in enumerate(reader, start=2):
@@ -188,19 +188,37 @@ class RunDir:
             raise HarnessError(f"{self.metrics_file}: rows of iterations {_ranges(missing)} are missing before the "
                                f"checkpoint (iteration {iteration}); the run cannot continue without a gap: restore "
                                "the file, or delete the run directory's checkpoints to train it afresh")
+        self._rewrite(self.header(), rows)
+
+    def header(self) -> list[str]:
+        """The columns of ``metrics.csv``: :data:`METRIC_COLUMNS`, then any other keys a scheme or
+        plugin reported, in the order they first appeared (none before the file exists)."""
+        if not self.metrics_file.exists():
+            return []
+        with open(self.metrics_file, newline="") as fh:
+            return next(csv.reader(fh), [])
+
+    def _rewrite(self, header: list[str], rows: list[dict[str, Any]]) -> None:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=header or METRIC_COLUMNS, lineterminator="\n", restval="")
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_bytes(self.metrics_file, buf.getvalue().encode())
 
     def append_row(self, row: dict[str, Any]) -> None:
+        """Append one row. A key outside :data:`METRIC_COLUMNS` becomes a column of its own (the
+        file is rewritten once with the wider header; earlier rows leave it empty)."""
+        header = self.header() or list(METRIC_COLUMNS)
+        extra = [k for k in row if k not in header]
+        if extra:
+            header = header + extra
+            self._rewrite(header, self.rows() if self.metrics_file.exists() else [])
         new = not self.metrics_file.exists()
         with writing(self.metrics_file), open(self.metrics_file, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+            writer = csv.DictWriter(fh, fieldnames=header, lineterminator="\n")
             if new:
                 writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+            writer.writerow({k: _fmt(row.get(k)) for k in header})
             fh.flush()
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
@@ -252,6 +270,14 @@ def _size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def _valid_header(header: list[str]) -> bool:
+    """The metrics header: a prefix of :data:`METRIC_COLUMNS` (older runs), or all of it followed by
+    the extra keys a run reported."""
+    n = min(len(header), len(METRIC_COLUMNS))
+    return "iteration" in header and header[:n] == METRIC_COLUMNS[:n] and (
+        len(header) <= len(METRIC_COLUMNS) or header[:len(METRIC_COLUMNS)] == METRIC_COLUMNS)
 
 
 def _fmt(value: Any) -> Any:

@@ -166,3 +166,18 @@ def test_absolute_metric_re_evaluates_the_best_policy(reference):
     assert absolute["best_iteration"] == min(i for r, i in evals if r == best_return)
     assert absolute["episodes"] == 20  # 10 x eval_episodes
     assert (reference / "best.pt").exists()
+
+
+def test_a_metric_the_harness_does_not_know_gets_its_own_column(tmp_path):
+    from harness.results import METRIC_COLUMNS, RunDir
+    run = RunDir(tmp_path / "run")
+    run.prepare()
+    run.append_row({"iteration": 0, "env_steps": 0, "eval_return": -1.5})
+    run.append_row({"iteration": 1, "env_steps": 100, "policy_loss": 0.25, "kl": 0.0125, "phase": "warmup"})
+    run.append_row({"iteration": 2, "env_steps": 200, "kl": 0.02})
+    assert run.header() == METRIC_COLUMNS + ["kl", "phase"]
+    rows = run.rows()
+    assert [r["kl"] for r in rows] == ["", "0.0125", "0.02"] and rows[1]["phase"] == "warmup"
+    assert rows[0]["eval_return"] == "-1.5" and rows[1]["policy_loss"] == "0.25"
+    run.keep_rows_up_to(1)  # a resume keeps the extra columns
+    assert run.header() == METRIC_COLUMNS + ["kl", "phase"] and [r["kl"] for r in run.rows()] == ["", "0.0125"]
