@@ -364,5 +364,6 @@ def describe(suite: Suite) -> list[str]:
         cfg: TrainConfig = build_config(r.overrides)
         state, detail = run_state(r)
         note = f": {detail}" if detail else ""
-        lines.append(f"{r.label}: {cfg.steps} steps, {cfg.iterations} iterations -> {r.out} [{state}{note}]")
+        loggers = f", loggers {','.join(cfg.loggers)}" if cfg.loggers else ""
+        lines.append(f"{r.label}: {cfg.steps} steps, {cfg.iterations} iterations{loggers} -> {r.out} [{state}{note}]")
     return lines

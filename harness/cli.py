@@ -102,6 +102,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise HarnessError("--accept-new-schedule goes with --extend")
     if args.extend:
         from harness.continuation import extend_run
+        if not out.is_dir():
+            raise HarnessError(f"--extend: there is no run in {str(out)!r} (the directory does not exist)")
         from harness.run_lock import RunLock
         lock = RunLock(out)  # no other writer while config.json changes
         lock.acquire()
@@ -128,10 +130,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise HarnessError(f"--episodes {args.episodes} must be >= 1")
     if args.video_episodes < 1:
         raise HarnessError(f"--video-episodes {args.video_episodes} must be >= 1")
+    if args.video is None and (args.video_episodes != 1 or args.fps is not None or args.frame_step != 1):
+        raise HarnessError("--video-episodes, --fps and --frame-step go with --video FILE")
     if args.frame_step < 1:
         raise HarnessError(f"--frame-step {args.frame_step} must be >= 1")
     if args.fps is not None and not args.fps > 0:
         raise HarnessError(f"--fps {args.fps} must be > 0")
+    if args.video is not None and Path(args.video).is_dir():
+        raise HarnessError(f"--video {args.video!r} is a directory; give a file name ending in .gif or .mp4")
     if args.video is not None and Path(args.video).suffix.lower() not in watch.VIDEO_FORMATS:
         raise HarnessError(f"--video {args.video!r}: expected a file name ending in {' or '.join(watch.VIDEO_FORMATS)}")
     trainer = watch.load_trainer(args.run, args.policy, args.seed, args.episodes, plugins=args.plugin)
@@ -149,7 +155,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"{result['mean']:.2f}, 95% CI [{low:.2f}, {high:.2f}] over {result['episodes']} episodes")
         if "video" in result:
             v = result["video"]
-            print(f"wrote {v['video']}: {v['frames']} frames at {v['fps']:g} fps, episode return(s) "
+            print(f"wrote {v['video']}: {v['frames']} frames drawn at {v['fps']:g} fps, episode return(s) "
                   + ", ".join(f"{r:.2f}" for r in v["returns"]))
     return 0
 

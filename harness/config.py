@@ -117,6 +117,9 @@ class TrainConfig:
             raise HarnessError(f"device={self.device!r} is not one of: cpu, cuda, cuda:N, auto")
         if self.share_params not in ("auto", "true", "false"):
             raise HarnessError(f"share_params={self.share_params!r} is not one of: auto, true, false")
+        if len(set(self.loggers)) != len(self.loggers):
+            twice = sorted({x for x in self.loggers if self.loggers.count(x) > 1})
+            raise HarnessError(f"loggers={','.join(self.loggers)} names {', '.join(twice)} twice; name each tracker once")
         if not self.hidden_sizes or any(h < 1 for h in self.hidden_sizes):
             raise HarnessError(f"hidden_sizes={self.hidden_sizes} must be a non-empty list of positive widths")
         if "/" not in self.task:
@@ -208,6 +211,8 @@ def apply_override(cfg: TrainConfig, key: str, value: Any) -> None:
             parts = list(value)
         else:
             raise HarnessError(f"{key}={value!r} is not a list of {item.__name__}s (e.g. {example})")
+        if item is str:  # accept the TOML-looking form too: loggers=["tensorboard", "wandb"]
+            parts = [p.strip().strip("'\"").strip() if isinstance(p, str) else p for p in parts]
         value = [coerce(key, p, item) for p in parts]
     else:
         value = coerce(key, value, typ)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.config import RUN_ONLY, TrainConfig, config_diff
+from harness.config import RUN_ONLY, TrainConfig, config_diff, config_digest
 from harness.errors import HarnessError
 from harness.results import RunDir
 
@@ -36,6 +36,9 @@ def extend_run(run_dir: str | Path, cfg: TrainConfig, accept_new_schedule: bool 
         raise HarnessError(f"--extend: {run.config_file} is unreadable ({exc})") from None
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise HarnessError(f"--extend: {str(run.path)!r} holds no run to extend (no config.json)")
+    if config_digest(record["config"]) != record.get("config_digest"):
+        raise HarnessError(f"--extend: {run.config_file}: damaged: its config does not match its config_digest; "
+                           "restore it or move the run directory aside")
     old = record["config"]
     if record.get("config_digest") == cfg.digest():
         return False  # the same budget: an ordinary resume (or nothing, when finished)
@@ -82,18 +85,19 @@ def init_file(spec: str) -> Path:
 
 def load_init(spec: str, scheme: Any) -> dict[str, Any]:
     """Load the scheme state ``spec`` names into ``scheme``; return what config.json records of it."""
-    import torch
-
     from harness.provenance import file_sha256
     path = init_file(spec)
+    from harness.checkpoint import _reason
+    from harness.watch import read_policy
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        state = read_policy(path)
+    except HarnessError as exc:
+        raise HarnessError(f"init_from={spec!r}: {exc}") from None
+    try:
         scheme.load_state_dict(state["scheme"])
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise HarnessError(f"init_from={spec!r}: {path.name} does not fit this run's networks "
-                           f"({type(exc).__name__}: {first}); start from a run of the same task, scheme and "
-                           "network sizes") from None
+        raise HarnessError(f"init_from={spec!r}: {path.name} does not fit this run's networks ({_reason(exc)}); "
+                           "start from a run of the same task, scheme and network sizes") from None
     source = RunDir(path.parent).read_config() or {}
     best = state.get("best")
     return {"file": str(path.resolve()), "sha256": file_sha256(str(path)),

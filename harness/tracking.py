@@ -100,8 +100,9 @@ class RunTrackers:
                 self.trackers.append(entry.factory(run_dir, config, record, start_iteration))
             except Exception as exc:
                 self.close({}, False)
+                first = (str(exc).strip().splitlines() or [""])[0][:300]
                 raise PluginError(f"logger {name!r} (plugin {entry.plugin!r}) failed to start: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                                  f"{type(exc).__name__}: {first}") from exc
 
     def log(self, row: dict[str, Any]) -> None:
         for t in self.trackers:

@@ -23,7 +23,7 @@ from harness.config import TrainConfig, config_diff, config_digest
 from harness.envs import VecTask
 from harness.errors import HarnessError, PluginError
 from harness.evaluation import play_fixed_episodes
-from harness.continuation import accepted_digests, load_init
+from harness.continuation import accepted_digests, init_file, load_init
 from harness.devices import move_batch, move_scheme, resolve_device
 from harness.executor import placement
 from harness.tracking import RunTrackers, check_loggers
@@ -64,6 +64,8 @@ class Trainer:
         network_entry = regs.networks.get(cfg.network)
         check_loggers(regs, cfg.loggers)
         self.device = resolve_device(cfg.device)
+        if cfg.init_from:
+            init_file(cfg.init_from)  # a missing file is an error before the run directory is made
         if self.run is not None:
             self.run.prepare()
         torch.set_num_threads(cfg.threads)
@@ -255,7 +257,7 @@ class Trainer:
         )
 
     # -- evaluation --------------------------------------------------------------------------
-    def evaluate(self, episodes: int | None = None) -> list[float]:
+    def evaluate(self, episodes: int | None = None, stoppable: bool = False) -> list[float]:
         """Team returns of ``episodes`` (default ``eval_episodes``) episodes of the deterministic policy.
 
         Every evaluation plays the same start states, one episode each (episode k of copy c; see
@@ -265,8 +267,11 @@ class Trainer:
         if self.eval_task is None:
             self.eval_task = make_task(self.regs, cfg.task, cfg.eval_envs, cfg.seed, cfg.env, stream=EVAL_STREAM)
         with torch.no_grad():
-            return play_fixed_episodes(self.eval_task, lambda obs: self.to_task(self.act(obs, deterministic=True)[0]),
-                                       episodes or cfg.eval_episodes, self.checker)
+            def act(obs: list[np.ndarray]) -> list[np.ndarray]:
+                if stoppable:  # a standalone evaluation (harness eval) stops at once when asked
+                    stopping.check()
+                return self.to_task(self.act(obs, deterministic=True)[0])
+            return play_fixed_episodes(self.eval_task, act, episodes or cfg.eval_episodes, self.checker)
 
     def _evaluation(self) -> dict[str, Any]:
         """One evaluation as metrics columns: mean, std and the per-episode returns."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import stopping
 from harness.errors import HarnessError
 
 POLICIES = ("best", "last")
@@ -29,7 +30,6 @@ def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = N
     evaluate on seed ``seed``'s start states."""
     import torch
 
-    from harness.checkpoint import load_file
     from harness.config import build_config
     from harness.plugins import load_plugins
     from harness.results import RunDir
@@ -38,8 +38,10 @@ def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = N
     run = RunDir(run_dir)
     if policy not in POLICIES:
         raise HarnessError(f"--policy {policy!r} is not one of: {', '.join(POLICIES)}")
-    if not run.path.is_dir():
+    if not run.path.exists():
         raise HarnessError(f"run directory {str(run.path)!r} does not exist")
+    if not run.path.is_dir():
+        raise HarnessError(f"{str(run.path)!r} is not a run directory (give the directory holding config.json)")
     try:
         record = run.read_config()
     except (OSError, ValueError) as exc:
@@ -62,14 +64,30 @@ def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = N
     trainer = Trainer(cfg, load_plugins(list(dict.fromkeys(_plugin_files(record) + list(plugins or [])))), None,
                       progress=False)
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu") if policy == "best" else load_file(path)
+        state = read_policy(path)
         trainer.scheme.load_state_dict(state["scheme"])
+    except HarnessError:
+        trainer.close()
+        raise
     except Exception as exc:
         trainer.close()
-        raise HarnessError(f"{path}: cannot load the policy ({type(exc).__name__}: "
-                           f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})") from None
+        raise HarnessError(f"{path}: its policy does not fit the run's networks ({_reason(exc)})") from None
     trainer._weights_changed()
+    trainer.policy_name = policy
     return trainer
+
+
+def read_policy(path: Path) -> dict[str, Any]:
+    """A ``best.pt`` or ``checkpoint.pt`` loaded without running code; a file that is not one is a
+    one-line error (never a hint to load it unsafely)."""
+    import torch
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        raise HarnessError(f"{path} is not a harness checkpoint ({_reason(exc)})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("scheme"), dict):
+        raise HarnessError(f"{path} is not a harness checkpoint (no scheme state in it)")
+    return state
 
 
 def _plugin_files(record: dict[str, Any]) -> list[str]:
@@ -81,11 +99,11 @@ def _plugin_files(record: dict[str, Any]) -> list[str]:
 def score(trainer: Any) -> dict[str, Any]:
     """The evaluation: per-episode returns, their mean and a 95% bootstrap CI of the mean."""
     from harness.plot import bootstrap_ci
-    returns = [float(r) for r in trainer.evaluate()]
+    returns = [float(r) for r in trainer.evaluate(stoppable=True)]
     low, high = bootstrap_ci(np.asarray(returns)) if len(returns) > 1 else (returns[0], returns[0])
     return {"task": trainer.cfg.task, "scheme": trainer.cfg.scheme, "seed": trainer.cfg.seed,
-            "episodes": len(returns), "mean": float(np.mean(returns)), "ci95": [float(low), float(high)],
-            "returns": returns}
+            "policy": getattr(trainer, "policy_name", None), "episodes": len(returns), "mean": float(np.mean(returns)),
+            "ci95": [float(low), float(high)], "returns": returns}
 
 
 def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | None = None,
@@ -99,6 +117,8 @@ def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | 
     from harness.trainer import EVAL_STREAM
 
     out = Path(out)
+    if out.is_dir():
+        raise HarnessError(f"--video {str(out)!r} is a directory; give a file name ending in .gif or .mp4")
     if out.suffix.lower() not in VIDEO_FORMATS:
         raise HarnessError(f"--video {str(out)!r}: expected a file name ending in {' or '.join(VIDEO_FORMATS)}")
     if fps is not None and not fps > 0:
@@ -132,6 +152,7 @@ def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | 
         steps = 0
         with torch.no_grad():
             while len(returns) < episodes:
+                stopping.check()
                 res = task.step(trainer.to_task(trainer.act(obs, deterministic=True)[0]))
                 returns.extend(res.episode_returns)
                 obs = res.obs
@@ -174,6 +195,11 @@ def _write_frames(out: Path, frames: list[np.ndarray], fps: float) -> None:
         with imageio.get_writer(out, fps=fps, macro_block_size=1) as writer:
             for f in frames:
                 writer.append_data(f)
+
+
+def _reason(exc: BaseException) -> str:
+    from harness.checkpoint import _reason as reason
+    return reason(exc)
 
 
 def headless_gl() -> None:

@@ -75,3 +75,28 @@ def test_a_run_initialised_from_another_starts_from_its_best_policy(tmp_path):
     res = _train(tmp_path / "bad", 200, "--set", f"init_from={tmp_path / 'src'}", "--set", "hidden_sizes=32")
     assert res.returncode == 2 and "does not fit this run's networks" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "--extend: there is no run in"),
+    ("edited", "damaged: its config does not match its config_digest"),
+])
+def test_extend_refuses_a_missing_or_edited_run(tmp_path, case, message):
+    run = tmp_path / "run"
+    if case == "edited":
+        assert _train(run, 200).returncode == 0
+        record = json.loads((run / "config.json").read_text())
+        record["config"]["lr"] = 0.1  # edited by hand; the digest no longer matches
+        (run / "config.json").write_text(json.dumps(record))
+    res = _train(run, 400, "--extend", *(["--set", "lr=0.1"] if case == "edited" else []))
+    assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in res.stderr
+
+
+def test_init_from_a_file_that_is_not_a_checkpoint_says_so(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    res = _train(tmp_path / "run", 200, "--set", f"init_from={bad}")
+    assert res.returncode == 2 and "is not a harness checkpoint" in res.stderr
+    res = _train(tmp_path / "run2", 200, "--set", f"init_from={tmp_path / 'nowhere'}")
+    assert res.returncode == 2 and "does not exist" in res.stderr and not (tmp_path / "run2").exists()

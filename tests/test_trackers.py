@@ -113,3 +113,10 @@ def test_an_unknown_logger_is_one_line_before_anything_runs(tmp_path, value, mes
                           str(tmp_path / "run"), "--set", f"loggers={value}"], capture_output=True, text=True)
     assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_logger_names_are_given_once_and_may_look_like_toml():
+    from harness.errors import HarnessError
+    assert build_config({"loggers": '["tensorboard", "wandb"]'}).loggers == ["tensorboard", "wandb"]
+    with pytest.raises(HarnessError, match="names tensorboard twice"):
+        build_config({"loggers": "tensorboard,mlflow,tensorboard"})

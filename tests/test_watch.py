@@ -109,3 +109,37 @@ def test_eval_writes_an_mp4(tmp_path, mpe_run):
     reader.close()
     assert len(frames) == 25 and frames[0].shape == (700, 700, 3)
     assert any(np.abs(frames[0].astype(int) - f.astype(int)).max() > 30 for f in frames[1:])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{run}/config.json"], "is not a run directory"),
+    (["{run}", "--video", "{tmp}/d.gif"], "is a directory; give a file name ending in .gif or .mp4"),
+    (["{run}", "--video-episodes", "2"], "--video-episodes, --fps and --frame-step go with --video FILE"),
+])
+def test_eval_more_bad_input_is_one_line(tmp_path, args, message, mpe_run):
+    (tmp_path / "d.gif").mkdir()
+    res = _harness("eval", *[a.format(run=mpe_run, tmp=tmp_path) for a in args])
+    assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named_so(tmp_path, mpe_run):
+    run = tmp_path / "run"
+    shutil.copytree(mpe_run, run)
+    (run / "best.pt").write_bytes(b"garbage, not a checkpoint")
+    res = _harness("eval", str(run))
+    assert res.returncode == 2 and "is not a harness checkpoint" in res.stderr
+    assert "weights_only set to False" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_eval_stops_at_once_on_sigterm(tmp_path, mpe_run):
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "eval", str(mpe_run), "--episodes", "100000000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
