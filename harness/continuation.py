@@ -30,12 +30,7 @@ from harness.results import RunDir
 def extend_run(run_dir: str | Path, cfg: TrainConfig, accept_new_schedule: bool = False) -> bool:
     """Prepare ``run_dir`` to continue to ``cfg.steps``; False when it already holds that budget."""
     run = RunDir(run_dir)
-    try:
-        record = run.read_config()
-    except (OSError, ValueError) as exc:
-        raise HarnessError(f"--extend: {run.config_file} is unreadable ({exc})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        raise HarnessError(f"--extend: {str(run.path)!r} holds no run to extend (no config.json)")
+    record = run.require_config("--extend: ")
     if config_digest(record["config"]) != record.get("config_digest"):
         raise HarnessError(f"--extend: {run.config_file}: damaged: its config does not match its config_digest; "
                            "restore it or move the run directory aside")

@@ -140,6 +140,17 @@ class RunDir:
                                "restore it or move the run directory aside")
         return record
 
+    def require_config(self, what: str = "") -> dict[str, Any]:
+        """``config.json`` of a run that must exist (for ``eval``, ``--extend``): a dict with a config,
+        else a one-line error starting with ``what``."""
+        try:
+            record = self.read_config()
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"{what}{self.config_file} is unreadable ({exc})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            raise HarnessError(f"{what}{str(self.path)!r} holds no run (no config.json with a config)")
+        return record
+
     def write_config(self, record: dict[str, Any]) -> None:
         atomic_write_bytes(self.config_file, json.dumps(record, indent=2, sort_keys=True).encode())
 

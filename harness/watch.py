@@ -42,12 +42,7 @@ def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = N
         raise HarnessError(f"run directory {str(run.path)!r} does not exist")
     if not run.path.is_dir():
         raise HarnessError(f"{str(run.path)!r} is not a run directory (give the directory holding config.json)")
-    try:
-        record = run.read_config()
-    except (OSError, ValueError) as exc:
-        raise HarnessError(f"{run.config_file}: unreadable ({exc})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        raise HarnessError(f"{str(run.path)!r} is not a run directory (no config.json with a config)")
+    record = run.require_config()
     path = run.best_file if policy == "best" else run.checkpoint_file
     if not path.exists():
         other = "last" if policy == "best" else "best"
