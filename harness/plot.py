@@ -442,7 +442,8 @@ def summary_markdown(summary: pd.DataFrame, iqm_table: pd.DataFrame, improvement
          for r in summary.itertuples()])
     if absolute:
         lines += ["", "Absolute metric (marl-eval protocol): each run's best policy by evaluation return, "
-                  "re-evaluated at the end of training on 10x the evaluation episodes."]
+                  "re-evaluated at the end of training on absolute_factor (default 10) times the evaluation "
+                  "episodes (each run's absolute.json gives its count)."]
     lines += ["", "## Aggregate over tasks", "",
               "Final scores min-max normalised per task over all runs of all schemes (0.5 where every run "
               "scored the same). IQM = mean of the middle 50% of the pooled normalised run scores; CIs are "
