@@ -48,7 +48,9 @@ def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = N
         other = "last" if policy == "best" else "best"
         raise HarnessError(f"{str(run.path)!r} has no {path.name} (policy {policy!r}); try --policy {other}")
     overrides = dict(record["config"])
-    overrides.update(n_envs=1, threads=1, eval_interval=0)
+    # How the run was trained and watched does not matter here: its start (init_from, which may be
+    # gone), its trackers (which may not be installed) and its device (acting is on the CPU).
+    overrides.update(n_envs=1, threads=1, eval_interval=0, init_from="", loggers=[], device="cpu")
     if seed is not None:
         overrides["seed"] = seed
     if episodes is not None:

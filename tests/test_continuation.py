@@ -100,3 +100,15 @@ def test_init_from_a_file_that_is_not_a_checkpoint_says_so(tmp_path):
     assert res.returncode == 2 and "is not a harness checkpoint" in res.stderr
     res = _train(tmp_path / "run2", 200, "--set", f"init_from={tmp_path / 'nowhere'}")
     assert res.returncode == 2 and "does not exist" in res.stderr and not (tmp_path / "run2").exists()
+
+
+def test_a_warm_started_run_is_evaluated_after_its_source_is_gone(tmp_path):
+    import shutil
+    assert _train(tmp_path / "src", 200).returncode == 0
+    assert _train(tmp_path / "warm", 200, "--set", f"init_from={tmp_path / 'src'}",
+                  "--set", "loggers=tensorboard").returncode == 0
+    shutil.rmtree(tmp_path / "src")
+    res = subprocess.run([sys.executable, "-m", "harness.cli", "eval", str(tmp_path / "warm"), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["episodes"] == 2
