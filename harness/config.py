@@ -137,7 +137,8 @@ def config_digest(config: dict[str, Any]) -> str:
     without the keys that only say how a run is watched (:data:`RUN_ONLY`): a run resumed or
     re-run with another tracker is the same run."""
     kept = {k: v for k, v in config.items()
-            if k not in RUN_ONLY and not (k in OMIT_DEFAULT and v == OMIT_DEFAULT[k])}
+            if k not in RUN_ONLY and not (k in OMIT_DEFAULT and v == OMIT_DEFAULT[k])} \
+        if isinstance(config, dict) else config  # a damaged config.json's "config": hashed as it is
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
