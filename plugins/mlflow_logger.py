@@ -1,7 +1,8 @@
 """Logger plugin ``mlflow``: a run as an MLflow run (parameters, metrics by env steps, artifacts).
 
 The tracking store is ``MLFLOW_TRACKING_URI`` when set (a server, or one SQLite file shared by a
-suite's runs), else an SQLite store in the run directory (``sqlite:///<run_dir>/mlflow.db``); the
+suite's runs), else an SQLite store in the run directory (``sqlite:///<run_dir>/mlflow.db``, with the
+artifacts in ``<run_dir>/mlflow-artifacts/``); the
 experiment is ``MLFLOW_EXPERIMENT_NAME`` or ``happo-harness``. Parameters are the flattened config;
 tags the task, scheme, seed, run directory and code digest; ``config.json`` is an artifact at the
 start, ``metrics.csv`` and ``absolute.json`` at the end with the absolute metric. The MLflow run id is
@@ -31,7 +32,8 @@ class MLflowTracker(Tracker):
 
         for name in ("alembic", "mlflow"):  # the SQLite store's schema migrations, MLflow's INFO lines
             logging.getLogger(name).setLevel(logging.WARNING)
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(self.run_dir / 'mlflow.db').resolve()}"
+        shared = os.environ.get("MLFLOW_TRACKING_URI")
+        uri = shared or f"sqlite:///{(self.run_dir / 'mlflow.db').resolve()}"
         self.client = client = MlflowClient(tracking_uri=uri)
         self.run_id = None
         if saved_id:
@@ -43,7 +45,11 @@ class MLflowTracker(Tracker):
         if self.run_id is None:
             name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "happo-harness"
             experiment = client.get_experiment_by_name(name)
-            exp_id = experiment.experiment_id if experiment is not None else client.create_experiment(name)
+            # With the run's own store, its artifacts stay in the run directory too (MLflow's default
+            # for an SQLite store is ./mlruns in whatever directory the command ran from).
+            where = None if shared else (self.run_dir / "mlflow-artifacts").resolve().as_uri()
+            exp_id = experiment.experiment_id if experiment is not None else client.create_experiment(
+                name, artifact_location=where)
             run = client.create_run(exp_id, run_name=f"{config['scheme']} {config['task']} seed {config['seed']}",
                                     tags={"task": config["task"], "scheme": config["scheme"],
                                           "seed": str(config["seed"]), "run_dir": str(self.run_dir),

@@ -69,6 +69,8 @@ def test_every_tracker_reads_back_the_runs_metrics_and_a_resumed_run_continues_t
     _installed()
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     regs = load_plugins()
     run = tmp_path / "run"
     # Train 3 of 6 iterations, then stop (the generator closed as a signal would stop it).
@@ -91,6 +93,9 @@ def test_every_tracker_reads_back_the_runs_metrics_and_a_resumed_run_continues_t
     assert info.info.status == "FINISHED" and info.data.params["lr"] == "0.0005"
     absolute = json.loads((run / "absolute.json").read_text())
     assert info.data.metrics["absolute_return"] == pytest.approx(absolute["absolute_return"])
+    # The run's own MLflow store keeps its artifacts in the run directory, nothing in the working one.
+    assert list((tmp_path / "cwd").iterdir()) == []
+    assert {p.name for p in (run / "mlflow-artifacts").rglob("*") if p.is_file()} >= {"config.json", "metrics.csv"}
     files, wandb_evals, summary = _wandb(run, ids["wandb"])
     assert len(files) == 2
     _same(wandb_evals, expected)
