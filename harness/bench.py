@@ -42,6 +42,7 @@ from harness.errors import HarnessError
 from harness.executor import Executor, Job, make_executor
 from harness.plugins import Registries, load_plugins
 from harness.results import RunDir, check_writable
+from harness.scheme_config import resolved
 from harness.tasks import make_task, split_task
 from harness.tracking import check_loggers
 
@@ -81,6 +82,8 @@ class Suite:
     executor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # schemes tuned before the comparison (harness.tuning)
     tunings: dict[str, Any] = field(default_factory=dict)
+    # the plugins' registries (a run's config is resolved against its scheme's options)
+    regs: Any = None
 
 
 def _list_of(value: Any, typ: type, path: Path, key: str) -> list:
@@ -153,7 +156,7 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
             _no_run_keys(table, path, f"[{where}.{key}]")
     name = check_name(suite.get("name", path.stem), path, "suite")
     out = Path(out) if out is not None else Path("results") / name
-    result = Suite(path, name, schemes, tasks, seeds, plugins)
+    result = Suite(path, name, schemes, tasks, seeds, plugins, regs=regs)
     executors = data.get("executor", {})
     need(isinstance(executors, dict) and all(isinstance(v, dict) for v in executors.values()), path,
          "[executor] must hold one table per executor, e.g. [executor.ray] address = \"auto\"")
@@ -178,7 +181,7 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
             for seed in seeds:
                 full = over + [("task", task), ("scheme", scheme), ("seed", seed)]
                 try:
-                    cfg = build_config(full)
+                    cfg = resolved(build_config(full), regs)
                 except HarnessError as exc:
                     raise HarnessError(f"{path}: {task} / {scheme}: {exc}") from None
                 check_loggers(regs, cfg.loggers, f"{path}: ")
@@ -212,16 +215,17 @@ def _run_one(spec: RunSpec, plugins: list[str]) -> tuple[str, float | None]:
     return spec.label, float(rows[-1]["eval_return"]) if rows else None
 
 
-def run_state(spec: RunSpec) -> tuple[str, str]:
+def run_state(spec: RunSpec, regs: Registries) -> tuple[str, str]:
     """``(state, detail)``: ``new``, ``partial``, ``finished``, or ``changed`` (its directory holds a run
-    made with another config than the suite asks; ``detail`` names the differing keys)."""
+    made with another config than the suite asks, resolved as a run records it; ``detail`` names the
+    differing keys)."""
     run = RunDir(spec.out)
     try:
         old = run.read_config()
     except (OSError, ValueError) as exc:
         raise HarnessError(f"{run.config_file}: unreadable ({exc}); move the run directory aside") from None
     if old is not None:
-        cfg = build_config(spec.overrides)
+        cfg = resolved(build_config(spec.overrides), regs)
         if not isinstance(old, dict) or old.get("config_digest") != cfg.digest():
             saved = old.get("config") if isinstance(old, dict) else None
             return "changed", config_diff(saved if isinstance(saved, dict) else {}, cfg.to_dict())
@@ -234,7 +238,7 @@ def check_changed(suite: Suite, rerun_changed: bool = False) -> list[Path]:
     """Stop (one line) when a run directory of the suite holds a run made with another config; with
     ``rerun_changed``, move each such run to ``<out>/.replaced/<time>/...`` instead (never delete it)
     and return where they went."""
-    changed = [(r, detail) for r in suite.runs for state, detail in [run_state(r)] if state == "changed"]
+    changed = [(r, detail) for r in suite.runs for state, detail in [run_state(r, suite.regs)] if state == "changed"]
     if not changed:
         return []
     if not rerun_changed:
@@ -362,7 +366,7 @@ def describe(suite: Suite) -> list[str]:
                          f"-> {r.out} [awaits tuning: {waiting[r.scheme]}]")
             continue
         cfg: TrainConfig = build_config(r.overrides)
-        state, detail = run_state(r)
+        state, detail = run_state(r, suite.regs)
         note = f": {detail}" if detail else ""
         loggers = f", loggers {','.join(cfg.loggers)}" if cfg.loggers else ""
         lines.append(f"{r.label}: {cfg.steps} steps, {cfg.iterations} iterations{loggers} -> {r.out} [{state}{note}]")

@@ -64,10 +64,16 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _print_options(regs, name: str) -> int:
-    """The task options (``--set env.NAME=value``) of a task family, or of a family's executor."""
+    """The task options (``--set env.NAME=value``) of a task family, a scheme's options (``--set
+    scheme.NAME=value``) and the keys it fixes, or an executor's options."""
     family = name.partition("/")[0]
     if family in regs.tasks:
         entry, what = regs.tasks.get(family), f"task options of {family} (--set env.NAME=value)"
+    elif family in regs.schemes:
+        from harness.scheme_config import declared
+        entry, what = regs.schemes.get(family), f"options of scheme {family} (--set scheme.NAME=value)"
+        for key, value in declared(entry)[1].items():
+            print(f"{family} fixes {key} = {value!r}")
     elif family in regs.executors:
         entry, what = regs.executors.get(family), f"options of executor {family} (--executor-option NAME=value)"
     else:
@@ -78,6 +84,14 @@ def _print_options(regs, name: str) -> int:
         typ = getattr(opt.type, "__name__", str(opt.type))
         print(f"  {key:16s} {typ:6s} default {opt.default!r:10s} {opt.help}")
     return 0
+
+
+def _scheme_epilog() -> str:
+    """The installed schemes' own options (``--set scheme.NAME=value``) and fixed keys, for train --help."""
+    from harness.plugins import load_plugins
+    from harness.scheme_config import option_help
+    lines = [f"  {scheme}: {line}" for scheme, items in option_help(load_plugins()).items() for line in items]
+    return "\n\nscheme options (--set scheme.NAME=value) and keys a scheme fixes:\n" + "\n".join(lines) if lines else ""
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -97,6 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out is not None and not args.out.strip():
         raise HarnessError("--out '' is empty; give a directory (or leave --out out for the default)")
     regs = load_plugins(args.plugin)
+    from harness.scheme_config import resolved
     out = Path(args.out) if args.out else Path("results") / "train" / cfg.task / cfg.scheme / f"seed_{cfg.seed}"
     if args.accept_new_schedule and not args.extend:
         raise HarnessError("--accept-new-schedule goes with --extend")
@@ -108,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lock = RunLock(out)  # no other writer while config.json changes
         lock.acquire()
         try:
-            extended = extend_run(out, cfg, args.accept_new_schedule)
+            extended = extend_run(out, resolved(cfg, regs), args.accept_new_schedule)
         finally:
             lock.release()
         if extended and not args.quiet:
@@ -222,7 +237,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(help_wanted: bool = False) -> argparse.ArgumentParser:
+    """The command line; ``help_wanted`` (train --help) loads the plugins to list the schemes' options."""
     from harness.config import field_help
     from harness import __version__
     parser = argparse.ArgumentParser(prog="harness", description="Benchmark HAPPO, MAPPO and plugin schemes on MPE and MaMuJoCo.")
@@ -234,14 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plugins", help="list registered tasks, networks, update schemes, executors and loggers")
-    p.add_argument("--options", metavar="TASK", help="list a task family's options (e.g. mamujoco or "
-                   "mamujoco/Hopper-3x1), or an executor's")
+    p.add_argument("--options", metavar="NAME", help="list a task family's options (e.g. mamujoco or "
+                   "mamujoco/Hopper-3x1), a scheme's or an executor's")
     _add_plugin_arg(p)
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("train", help="train one scheme on one task with one seed",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="options for --set KEY=VALUE:\n" + "\n".join(f"  {k:20s} {v}" for k, v in field_help().items()))
+                       epilog="options for --set KEY=VALUE:\n" + "\n".join(f"  {k:20s} {v}" for k, v in field_help().items())
+                       + (_scheme_epilog() if help_wanted else ""))
     p.add_argument("--scheme", help="update scheme, e.g. happo or mappo")
     p.add_argument("--task", help="task, e.g. mpe/simple_spread")
     p.add_argument("--network", help="network builder (default mlp)")
@@ -323,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from harness.plugins import DISABLE_ENV, MAIN_PID_ENV, disabled_plugins
 
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(help_wanted="train" in words and ("-h" in words or "--help" in words))
     args = parser.parse_args(argv)
     if args.disable_plugin:  # through the environment, so worker processes skip them too
         os.environ[DISABLE_ENV] = ",".join(sorted(disabled_plugins() | set(args.disable_plugin)))
@@ -346,6 +364,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("harness: interrupted; finished checkpoints and metrics are kept, re-run the command to resume",
               file=sys.stderr)
         return 130
+    except Exception as exc:  # raised in a plugin's code that the core does not wrap: name the plugin
+        from harness.blame import blame
+        culprit = blame(exc)
+        if culprit is None:
+            raise  # the core's own failure: its traceback is the report
+        if debug:
+            import traceback
+            traceback.print_exception(exc)
+        print(f"harness: error: {culprit.message(exc)} (--debug shows the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The run configuration: one typed dataclass, overridable from the command line with ``--set``.
 
 Defaults are HARL's ``happo.yaml`` defaults (see DESIGN notes in the README). ``--set key=value``
-is type-checked against the field; ``--set env.NAME=value`` sets a task option, checked by the task.
+is type-checked against the field; ``--set env.NAME=value`` sets a task option, checked by the task,
+and ``--set scheme.NAME=value`` an option the scheme declared (see :mod:`harness.scheme_config`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class TrainConfig:
     absolute_factor: int = _f(10, "at the end, re-evaluate the best policy on this many times eval_episodes (0: skip)")
     threads: int = _f(2, "torch threads (the update of a [128,128] MLP on 4,000 samples is ~1.7x faster on 2)")
     env: dict = _f({}, "task options, set as env.NAME=value")
+    scheme_options: dict = _f({}, "the scheme's own settings, set as scheme.NAME=value (harness plugins --options "
+                                  "SCHEME lists them)", omit_default=True)
     init_from: str = _f("", "start from another run's policy: its run directory (best.pt, else checkpoint.pt) "
                             "or a .pt file", omit_default=True)
     device: str = _f("cpu", "where updates run: cpu, cuda, cuda:N or auto (cuda when available); acting stays "
@@ -168,7 +171,11 @@ _HINTS = get_type_hints(TrainConfig)
 RUN_ONLY = frozenset(name for name, f in FIELDS.items() if f.metadata.get("run_only"))
 #: Keys left out of the digest while they hold their default (keys added after runs were made, so
 #: those runs keep their digests).
-OMIT_DEFAULT = {name: f.default for name, f in FIELDS.items() if f.metadata.get("omit_default")}
+OMIT_DEFAULT = {name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                for name, f in FIELDS.items() if f.metadata.get("omit_default")}
+#: Config keys that hold option tables, and the prefix that sets one option: ``env.fast=true``,
+#: ``scheme.kl_threshold=0.02``.
+TABLES = {"env": "env", "scheme": "scheme_options"}
 
 
 def field_help() -> dict[str, str]:
@@ -184,18 +191,19 @@ def field_help() -> dict[str, str]:
 
 
 def apply_override(cfg: TrainConfig, key: str, value: Any) -> None:
-    """Set one field (or ``env.NAME`` task option) from a value, type-checked."""
+    """Set one field, ``env.NAME`` task option or ``scheme.NAME`` scheme option from a value; fields
+    are type-checked here, options when the task or scheme is built (they know their options)."""
     key = key.strip()
-    if key.startswith("env."):
-        name = key[4:]
+    prefix, dot, name = key.partition(".")
+    if dot and prefix in TABLES:
         if not name:
-            raise HarnessError("empty task option name in 'env.'")
-        cfg.env[name] = value
+            raise HarnessError(f"empty {prefix} option name in {key!r} (write {prefix}.NAME=value)")
+        getattr(cfg, TABLES[prefix])[name] = value
         return
-    if key == "env":
+    if key in TABLES.values():
         if not isinstance(value, dict):
-            raise HarnessError(f"env={value!r} must be a table of task options")
-        cfg.env.update(value)
+            raise HarnessError(f"{key}={value!r} must be a table of options")
+        getattr(cfg, key).update(value)
         return
     if key not in FIELDS:
         import difflib
@@ -223,9 +231,10 @@ def apply_override(cfg: TrainConfig, key: str, value: Any) -> None:
 def _flatten(config: dict[str, Any]) -> dict[str, str]:
     """``{"lr": 0.001, "env": {"continuous": True}}`` -> ``{"lr": "0.001", "env.continuous": "true"}``."""
     flat: dict[str, str] = {}
+    prefixes = {table: prefix for prefix, table in TABLES.items()}
     for key, value in config.items():
-        if key == "env" and isinstance(value, dict):
-            flat.update({f"env.{k}": json.dumps(v, sort_keys=True) for k, v in value.items()})
+        if key in prefixes and isinstance(value, dict):
+            flat.update({f"{prefixes[key]}.{k}": json.dumps(v, sort_keys=True) for k, v in value.items()})
         else:
             flat[key] = json.dumps(value, sort_keys=True)
     return flat
@@ -317,7 +326,7 @@ def load_overrides_file(path: str | Path) -> list[tuple[str, Any]]:
     options), such as the ``best.toml`` a sweep writes. Keys are checked when the config is built."""
     data = read_toml(path, "config")
     for key in data:
-        if key != "env" and key not in FIELDS:
+        if key not in FIELDS:
             raise HarnessError(f"{path}: unknown option {key!r}; known: {', '.join(FIELDS)}")
     return list(data.items())
 

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import pluggy
 
 from harness import hookspecs
+from harness.blame import PLUGIN_MODULES
 from harness.errors import PluginError
 from harness.provenance import plugin_record
 from harness.registry import Entry, Registry
@@ -76,6 +77,7 @@ def _import_plugin(spec: str) -> Any:
 
 
 def _register(pm: pluggy.PluginManager, module: Any, name: str) -> None:
+    PLUGIN_MODULES[getattr(module, "__name__", "")] = name  # so an exception from its code names it
     try:
         pm.register(module, name=name)
     except pluggy.PluginValidationError as exc:

@@ -1,13 +1,15 @@
 """The PPO machinery HAPPO and MAPPO share: clipped actor epochs, the sequential factor, the critic.
 
 HAPPO and MAPPO differ only in the agent order and in whether the factor M is carried from one
-agent to the next (``update_actors(order, sequential)``); everything else lives here once.
+agent to the next (``update_actors(order, sequential)``); everything else lives here once. A scheme
+varies the actor step through ``train_actor``'s ``surrogate`` and ``epochs`` (HAA2C) or replaces it
+(HATRPO's trust-region step), through :class:`harness.scheme.OnPolicyScheme`'s override points.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -81,38 +83,55 @@ def minibatches(n: int, count: int, gen: torch.Generator) -> list[torch.Tensor |
     return list(perm.chunk(count))
 
 
+def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, clip: float) -> torch.Tensor:
+    """PPO's clipped surrogate E[min(r * A, clip(r, 1 - eps, 1 + eps) * A)] (a scalar to maximise)."""
+    return torch.min(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages).mean()
+
+
+#: ``surrogate(ratio, advantages, logp) -> scalar``: the policy term an actor step maximises, from the
+#: minibatch's ratios pi_new/pi_old ``[b]``, (factor-weighted) advantages ``[b]`` and log-probs ``[b]``.
+Surrogate = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 def train_actor(group: ActorGroup, obs: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor,
-                adv: torch.Tensor, cfg: Any, gen: torch.Generator) -> dict[str, float]:
-    """PPO-clip epochs maximising E[min(r*adv, clip(r, 1-eps, 1+eps)*adv)] + entropy bonus."""
+                adv: torch.Tensor, cfg: Any, gen: torch.Generator, surrogate: Surrogate | None = None,
+                epochs: int | None = None) -> dict[str, float]:
+    """``epochs`` (default ``cfg.ppo_epochs``) of Adam steps on ``cfg.actor_minibatches`` minibatches,
+    each maximising ``surrogate`` (default: PPO's clipped surrogate with ``cfg.clip``) plus
+    ``cfg.entropy_coef`` times the mean entropy, with the gradient norm clipped to ``cfg.max_grad_norm``."""
     stats = {"policy_loss": 0.0, "entropy": 0.0, "ratio": 0.0, "clip_frac": 0.0, "actor_grad_norm": 0.0}
     steps = 0
-    for _ in range(cfg.ppo_epochs):
+    for _ in range(cfg.ppo_epochs if epochs is None else epochs):
         for idx in minibatches(obs.shape[0], cfg.actor_minibatches, gen):
             logp, entropy = group.actor.evaluate(obs[idx], actions[idx])
             ratio = torch.exp(logp - old_logp[idx])
             a = adv[idx]
-            surrogate = torch.min(ratio * a, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * a).mean()
+            surr = clipped_surrogate(ratio, a, cfg.clip) if surrogate is None else surrogate(ratio, a, logp)
             ent = entropy.mean()
-            loss = -surrogate - cfg.entropy_coef * ent
+            loss = -surr - cfg.entropy_coef * ent
             group.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad = nn.utils.clip_grad_norm_(group.actor.parameters(), cfg.max_grad_norm)
             group.optimizer.step()
             with torch.no_grad():
-                stats["policy_loss"] += -surrogate.item()
+                stats["policy_loss"] += -surr.item()
                 stats["entropy"] += ent.item()
                 stats["ratio"] += ratio.mean().item()
                 stats["clip_frac"] += ((ratio - 1).abs() > cfg.clip).float().mean().item()
                 stats["actor_grad_norm"] += float(grad)
             steps += 1
-    return {k: v / steps for k, v in stats.items()}
+    return {k: v / max(steps, 1) for k, v in stats.items()}
+
+
+#: ``train(group, obs, actions, old_logp, advantages) -> metrics``: one actor group's update.
+GroupUpdate = Callable[[ActorGroup, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], dict[str, float]]
 
 
 def update_actors(groups: Sequence[ActorGroup], order: Sequence[int], sequential: bool, batch: Batch,
-                  cfg: Any, gen: torch.Generator) -> dict[str, Any]:
-    """Update the actor groups in ``order``.
+                  train: GroupUpdate) -> dict[str, Any]:
+    """Update the actor groups in ``order``, each with ``train``.
 
-    With ``sequential`` (HAPPO) the advantage of each group is multiplied by the factor
+    With ``sequential`` (HAPPO, HATRPO) the advantage of each group is multiplied by the factor
     M = prod of pi_new/pi_old over the groups updated before it; the first sees the raw advantage.
     Without it (MAPPO) every group trains on the raw advantage.
     """
@@ -123,7 +142,7 @@ def update_actors(groups: Sequence[ActorGroup], order: Sequence[int], sequential
         obs, actions, old_logp = group.data(batch)
         n = len(group.agents)
         adv = (batch.advantages * factor).repeat(n) if n > 1 else batch.advantages * factor
-        per_group.append(train_actor(group, obs, actions, old_logp, adv, cfg, gen))
+        per_group.append(train(group, obs, actions, old_logp, adv))
         if sequential:
             with torch.no_grad():
                 new_logp, _ = group.actor.evaluate(obs, actions)

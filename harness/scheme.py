@@ -1,9 +1,17 @@
 """The base class of on-policy update schemes: actors, the shared V(state) critic and its update.
 
-A scheme plugin subclasses :class:`OnPolicyScheme` and decides two things: the order in which
-actor groups are updated (``order``) and whether the HAPPO factor is carried (``sequential``).
-Overriding ``make_groups`` changes how agents map to actors (parameter sharing); a group that
-shares one actor between several agents sets ``agent_ids`` so the actor sees which agent it acts for.
+A scheme plugin subclasses :class:`OnPolicyScheme` and overrides what it changes:
+
+- ``order()``: the order in which actor groups are updated; ``sequential``: whether the HAPPO
+  factor M is carried from one group to the next;
+- ``surrogate(ratio, advantages, logp)``: the policy term each actor step maximises (PPO's clipped
+  surrogate by default) and ``actor_epochs()``: how many passes over the batch (``ppo_epochs``);
+- ``train_group(group, obs, actions, old_logp, advantages)``: one group's whole update (HATRPO
+  replaces the Adam epochs with a trust-region step);
+- ``make_groups``: how agents map to actors (parameter sharing); a group that shares one actor
+  between several agents sets ``agent_ids`` so the actor sees which agent it acts for.
+
+:data:`PPO_SEARCH_SPACE` is the PPO family's default sweep space, registered with the schemes.
 """
 
 from __future__ import annotations
@@ -13,8 +21,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.ppo import ActorGroup, Batch, train_critic, update_actors
+from harness.ppo import ActorGroup, Batch, clipped_surrogate, train_actor, train_critic, update_actors
 from harness.value_norm import ValueNorm
+
+
+# The default search space of the PPO-family schemes (HAPPO, MAPPO): ranges around HARL's defaults
+# and tuned MaMuJoCo values. Registered by the scheme plugins as ``search_space=``.
+PPO_SEARCH_SPACE: dict[str, Any] = {
+    "lr": {"low": 1e-4, "high": 2e-3, "log": True},
+    "critic_lr": {"low": 1e-4, "high": 2e-3, "log": True},
+    "clip": {"choices": [0.05, 0.1, 0.2, 0.3]},
+    "ppo_epochs": {"low": 3, "high": 15},
+    "critic_epochs": {"low": 3, "high": 15},
+    "entropy_coef": {"choices": [0.0, 0.001, 0.01, 0.05]},
+    "gae_lambda": {"low": 0.9, "high": 0.99},
+    "hidden_sizes": {"choices": ["64,64", "128,128", "256,256", "128,128,128"]},
+}
 
 
 class OnPolicyScheme:
@@ -72,9 +94,33 @@ class OnPolicyScheme:
         """The order in which groups are updated this iteration."""
         return list(range(len(self.groups)))
 
+    def random_order(self) -> list[int]:
+        """A fresh random permutation of the agents from the run's seeded generator, or index order
+        with ``fixed_order`` (HAPPO's and HATRPO's ``order``)."""
+        if self.cfg.fixed_order:
+            return list(range(self.n_agents))
+        return [int(i) for i in self.rng.permutation(self.n_agents)]
+
+    def surrogate(self, ratio: torch.Tensor, advantages: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+        """The policy term an actor step maximises on a minibatch (a scalar): PPO's clipped surrogate.
+        ``ratio`` = pi_new/pi_old, ``advantages`` (times the factor M in sequential schemes) and the
+        new ``logp`` are ``[b]`` tensors; the entropy bonus (``entropy_coef``) is added by the core."""
+        return clipped_surrogate(ratio, advantages, self.cfg.clip)
+
+    def actor_epochs(self) -> int:
+        """Passes over the batch per actor update (``ppo_epochs``)."""
+        return self.cfg.ppo_epochs
+
+    def train_group(self, group: ActorGroup, obs: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor,
+                    advantages: torch.Tensor) -> dict[str, float]:
+        """One actor group's update on its agents' data (agents stacked along the batch): Adam epochs
+        on ``surrogate`` (see :func:`harness.ppo.train_actor`). Returns float metrics."""
+        return train_actor(group, obs, actions, old_logp, advantages, self.cfg, self.gen, self.surrogate,
+                           self.actor_epochs())
+
     def update(self, batch: Batch) -> dict[str, Any]:
-        """Update every actor group, then the critic; return metrics."""
-        metrics = update_actors(self.groups, self.order(), self.sequential, batch, self.cfg, self.gen)
+        """Update every actor group (in ``order()``, each with ``train_group``), then the critic."""
+        metrics = update_actors(self.groups, self.order(), self.sequential, batch, self.train_group)
         metrics.update(train_critic(self.critic, self.critic_optimizer, self.value_norm, batch, self.cfg, self.gen))
         return metrics
 

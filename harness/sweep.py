@@ -50,13 +50,15 @@ from pathlib import Path
 from typing import Any
 
 from harness import stopping
-from harness.config import (FIELDS, RUN_ONLY, absolute_specs, build_config, check_name, need, need_unique, plugin_list,
+from harness.config import (FIELDS, RUN_ONLY, TABLES, absolute_specs, build_config, check_name, need, need_unique, plugin_list,
                             read_spec_file, seed_list)
 from harness.errors import HarnessError
 from harness.executor import Job, make_executor
 from harness.plugins import Registries, load_plugins
 from harness.results import check_writable
 from harness.tasks import make_task
+from harness import scheme_config
+from harness.scheme_config import resolved
 from harness.tracking import check_loggers
 
 SWEEP_KEYS = {"name", "description", "scheme", "tasks", "steps", "seeds", "trials", "evaluations", "eval_episodes",
@@ -65,20 +67,6 @@ SWEEP_KEYS = {"name", "description", "scheme", "tasks", "steps", "seeds", "trial
 TOP_KEYS = {"sweep", "config", "space"}
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
-
-# The default search space of the PPO-family schemes (HAPPO, MAPPO): ranges around HARL's defaults
-# and tuned MaMuJoCo values. Registered by the scheme plugins as ``search_space=``.
-PPO_SEARCH_SPACE: dict[str, Any] = {
-    "lr": {"low": 1e-4, "high": 2e-3, "log": True},
-    "critic_lr": {"low": 1e-4, "high": 2e-3, "log": True},
-    "clip": {"choices": [0.05, 0.1, 0.2, 0.3]},
-    "ppo_epochs": {"low": 3, "high": 15},
-    "critic_epochs": {"low": 3, "high": 15},
-    "entropy_coef": {"choices": [0.0, 0.001, 0.01, 0.05]},
-    "gae_lambda": {"low": 0.9, "high": 0.99},
-    "hidden_sizes": {"choices": ["64,64", "128,128", "256,256", "128,128,128"]},
-}
-
 
 @dataclass
 class Dimension:
@@ -103,9 +91,10 @@ class Dimension:
         return self.value
 
 
-def parse_dimension(name: str, spec: Any, where: str) -> Dimension:
-    """A dimension from its TOML/dict form; a one-line error names the key and what is accepted."""
-    if name != "env" and not name.startswith("env.") and name not in FIELDS:
+def parse_dimension(name: str, spec: Any, where: str, int_options: frozenset[str] = frozenset()) -> Dimension:
+    """A dimension from its TOML/dict form; a one-line error names the key and what is accepted.
+    ``int_options``: option keys (``scheme.NAME``) of integer type, searched as integers."""
+    if name.partition(".")[0] not in TABLES and name not in FIELDS:
         raise HarnessError(f"{where}: {name!r} is not a config key; known: {', '.join(FIELDS)}")
     accepted = "{low, high[, log][, step]}, {choices = [...]} or a plain value"
     if not isinstance(spec, dict):
@@ -128,8 +117,8 @@ def parse_dimension(name: str, spec: Any, where: str) -> Dimension:
     log = spec.get("log", False)
     if not isinstance(log, bool) or (log and low <= 0):
         raise HarnessError(f"{where}: {name}: log={log!r} needs a boolean and low > 0")
-    is_int = isinstance(low, int) and isinstance(high, int) and FIELDS.get(name) is not None \
-        and FIELDS[name].type in (int, "int")
+    is_int = isinstance(low, int) and isinstance(high, int) and (
+        name in int_options or (FIELDS.get(name) is not None and FIELDS[name].type in (int, "int")))
     step = spec.get("step")
     if step is not None:
         if not _finite_number(step) or not step > 0 or (is_int and not isinstance(step, int)):
@@ -238,7 +227,9 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
         del space_specs[name]
     space_specs.update(data.get("space", {}))
     where = f"{path}: search space"
-    space = [parse_dimension(n, s, where) for n, s in space_specs.items()]
+    int_options = frozenset(f"scheme.{n}" for n, o in scheme_config.declared(entry)[0].items()
+                            if o.type is int)
+    space = [parse_dimension(n, s, where, int_options) for n, s in space_specs.items()]
     need(any(d.kind != "fixed" for d in space), path, "the search space is empty (nothing to tune)")
 
     fixed = list(data.get("config", {}).items()) + list(last)
@@ -249,11 +240,11 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
     for task in tasks:
         try:
             task_base = base[:1] + per_task.get(task, []) + base[1:]
-            cfg = build_config(task_base + [("task", task), ("scheme", scheme)])
+            cfg = resolved(build_config(task_base + [("task", task), ("scheme", scheme)]), regs)
             check_loggers(regs, cfg.loggers)
             for corner in (0, 1):
-                build_config(task_base + [("task", task), ("scheme", scheme)] +
-                             [(d.name, _corner(d, corner)) for d in space])
+                resolved(build_config(task_base + [("task", task), ("scheme", scheme)] +
+                                      [(d.name, _corner(d, corner)) for d in space]), regs)
         except HarnessError as exc:
             raise HarnessError(f"{path}: {task}: {exc}") from None
         make_task(regs, task, 1, 0, cfg.env).close()
@@ -647,7 +638,6 @@ def write_outputs(sweep: Sweep, storage: str | None) -> dict[str, Any]:
     if complete:
         best = study.best_trial
         summary.update(best_value=best.value, best_trial=best.number, best_params=best.params)
-        env = {k[4:]: v for k, v in best.params.items() if k.startswith("env.")}
         lines = [f"# Best parameters of sweep {sweep.name!r} ({sweep.scheme} on {', '.join(sweep.tasks)}):",
                  f"# trial {best.number}, objective {best.value:.4f} (mean evaluation return over the last "
                  f"{sweep.window:.0%} of training, over seeds {sweep.seeds}).",
@@ -655,14 +645,18 @@ def write_outputs(sweep: Sweep, storage: str | None) -> dict[str, Any]:
         # The sweep's fixed settings too (budget, [config]), so the best trial's runs can be made again
         # from this file alone; its parameters override them.
         fixed = {k: v for k, v in sweep.fixed if k not in ("threads",) and k not in RUN_ONLY}
-        fixed_env = dict(fixed.pop("env", {}) or {})
-        fixed_env.update({k[4:]: v for k, v in list(fixed.items()) if k.startswith("env.")})
-        fixed = {k: v for k, v in fixed.items() if not k.startswith("env.")}
-        merged = {**fixed, **{k: v for k, v in best.params.items() if not k.startswith("env.")}}
+        tables: dict[str, dict[str, Any]] = {}
+        for prefix, table in TABLES.items():  # options as [env] / [scheme_options] tables
+            opts = dict(fixed.pop(table, {}) or {})
+            for source in (fixed, best.params):
+                opts.update({k[len(prefix) + 1:]: v for k, v in source.items() if k.startswith(prefix + ".")})
+            fixed = {k: v for k, v in fixed.items() if not k.startswith(prefix + ".")}
+            tables[table] = opts
+        merged = {**fixed, **{k: v for k, v in best.params.items() if k.partition(".")[0] not in TABLES}}
         lines += [f"{k} = {_toml_value(v)}" for k, v in merged.items()]
-        env = {**fixed_env, **env}
-        if env:
-            lines += ["", "[env]"] + [f"{k} = {_toml_value(v)}" for k, v in env.items()]
+        for table, opts in tables.items():
+            if opts:
+                lines += ["", f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in opts.items()]
         best_file = out / "best.toml"
         best_file.write_text("\n".join(lines) + "\n")
         written.append(best_file)

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from harness.config import TABLES
 from harness.errors import HarnessError, PluginError
 
 IDS_FILE = "trackers.json"
@@ -45,11 +46,13 @@ def numeric(row: dict[str, Any]) -> dict[str, float]:
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, str]:
-    """A config as ``{key: text}`` with task options as ``env.NAME`` (trackers' parameter tables)."""
+    """A config as ``{key: text}`` with task and scheme options as ``env.NAME`` and ``scheme.NAME``
+    (trackers' parameter tables)."""
+    prefixes = {table: prefix for prefix, table in TABLES.items()}
     out = {}
     for key, value in config.items():
-        if key == "env" and isinstance(value, dict):
-            out.update({f"env.{k}": json.dumps(v) for k, v in value.items()})
+        if key in prefixes and isinstance(value, dict):
+            out.update({f"{prefixes[key]}.{k}": json.dumps(v) for k, v in value.items()})
         else:
             out[key] = value if isinstance(value, str) else json.dumps(value)
     return out

@@ -33,6 +33,7 @@ from harness.ppo import Batch
 from harness.provenance import code_digest, code_record
 from harness.results import RunDir, git_commit, versions
 from harness.run_lock import RunLock
+from harness.scheme_config import resolve_scheme_config
 from harness.task_check import TaskChecker
 from harness.tasks import make_task, split_task
 
@@ -61,6 +62,10 @@ class Trainer:
         self.progress = progress
         self.run = RunDir(run_dir) if run_dir is not None else None
         scheme_entry = regs.schemes.get(cfg.scheme)
+        # The scheme's options filled in and the keys it fixes set: the config says what runs.
+        self.scheme_fixed = resolve_scheme_config(cfg, regs)
+        for key, change in self.scheme_fixed.items():
+            self._log(f"{cfg.scheme} fixes {key}={change['ran']} (the config asked {change['asked']})")
         network_entry = regs.networks.get(cfg.network)
         check_loggers(regs, cfg.loggers)
         self.device = resolve_device(cfg.device)
@@ -355,6 +360,7 @@ class Trainer:
                 "task_spec": self.task.spec(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "plugins": self.regs.plugins, "code": code, "code_digest": code_digest(code),
                 "actors": layout() if layout is not None else None, "device": str(self.device), **placement(),
+                **({"scheme_fixed": self.scheme_fixed} if self.scheme_fixed else {}),
                 **init, **self.record,
             })
         return True

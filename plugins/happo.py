@@ -10,8 +10,7 @@ The sequential loop itself is :func:`harness.ppo.update_actors` with ``sequentia
 from __future__ import annotations
 
 from harness.hookspecs import hookimpl
-from harness.scheme import OnPolicyScheme
-from harness.sweep import PPO_SEARCH_SPACE
+from harness.scheme import PPO_SEARCH_SPACE, OnPolicyScheme
 
 
 class HAPPO(OnPolicyScheme):
@@ -20,9 +19,7 @@ class HAPPO(OnPolicyScheme):
     sequential = True
 
     def order(self) -> list[int]:
-        if self.cfg.fixed_order:
-            return list(range(self.n_agents))
-        return [int(i) for i in self.rng.permutation(self.n_agents)]
+        return self.random_order()
 
 
 @hookimpl

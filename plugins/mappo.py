@@ -17,8 +17,7 @@ import torch
 from harness.errors import HarnessError
 from harness.hookspecs import hookimpl
 from harness.ppo import ActorGroup
-from harness.scheme import OnPolicyScheme
-from harness.sweep import PPO_SEARCH_SPACE
+from harness.scheme import PPO_SEARCH_SPACE, OnPolicyScheme
 
 
 class MAPPO(OnPolicyScheme):

@@ -69,6 +69,15 @@ class MLPActor(nn.Module):
         return D.gaussian_logp_entropy(out, self._std(), action)
 
 
+    def distribution(self, obs: torch.Tensor) -> torch.distributions.Distribution:
+        """The action distribution at ``obs`` (batch shape ``[B]``; ``log_prob`` equals ``evaluate``'s),
+        for schemes that need KL divergences between policies (hatrpo)."""
+        out = self.head(self.body(obs))
+        if self.discrete:
+            return torch.distributions.Categorical(logits=out)
+        return torch.distributions.Independent(torch.distributions.Normal(out, self._std().expand_as(out)), 1)
+
+
 class MLPCritic(nn.Module):
     """V(state): a scalar value per global state (in normalised units when value normalisation is on)."""
 

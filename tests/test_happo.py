@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import harness.ppo as ppo
 from harness.config import build_config
 from harness.envs import ActionSpace
 from harness.ppo import Batch
@@ -51,13 +50,13 @@ def test_factor_is_product_of_ratios_of_earlier_agents(monkeypatch):
     scheme = HAPPO(HETERO, MLPBuilder(), cfg)
     batch = make_batch(scheme, HETERO)
     seen = []
-    real = ppo.train_actor
+    real = scheme.train_group
 
-    def recording(group, obs, actions, old_logp, adv, cfg, gen):
+    def recording(group, obs, actions, old_logp, adv):
         seen.append((group.agents[0], adv.clone()))
-        return real(group, obs, actions, old_logp, adv, cfg, gen)
+        return real(group, obs, actions, old_logp, adv)
 
-    monkeypatch.setattr(ppo, "train_actor", recording)
+    monkeypatch.setattr(scheme, "train_group", recording)
     metrics = scheme.update(batch)
     order = [a for a, _ in seen]
     assert sorted(order) == [0, 1, 2]
@@ -82,13 +81,13 @@ def test_mappo_trains_every_agent_on_the_raw_advantage(monkeypatch):
     scheme = MAPPO(HETERO, MLPBuilder(), cfg)
     batch = make_batch(scheme, HETERO)
     seen = []
-    real = ppo.train_actor
+    real = scheme.train_group
 
-    def recording(group, obs, actions, old_logp, adv, cfg, gen):
+    def recording(group, obs, actions, old_logp, adv):
         seen.append(adv.clone())
-        return real(group, obs, actions, old_logp, adv, cfg, gen)
+        return real(group, obs, actions, old_logp, adv)
 
-    monkeypatch.setattr(ppo, "train_actor", recording)
+    monkeypatch.setattr(scheme, "train_group", recording)
     scheme.update(batch)
     assert len(seen) == 3
     for adv in seen:

@@ -1,9 +1,10 @@
 """A broken installed plugin stays with itself: the commands that do not use it work, using it names
-the failure, and it can be disabled."""
+the failure, and it can be disabled; an exception from a plugin's code during a run names it."""
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,29 @@ def test_check_plugin_takes_a_distribution_name():
     assert components(regs, "mappo") == [("scheme", "mappo")]
     with pytest.raises(HarnessError, match="distributions: .*happo-harness"):
         components(regs, "nosuch")
+
+
+SPLIT = str(Path(__file__).parent / "plugins" / "split_lengths.py")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_exception_in_a_plugins_code_during_train_names_the_plugin(tmp_path, debug):
+    """A task whose step() raises mid-run: one line naming the plugin, the function and the line;
+    the traceback only with --debug."""
+    args = ["--debug"] * debug + ["train", "--plugin", SPLIT, "--task", "split/raises", "--steps", "200",
+                                  "--out", str(tmp_path / "run"), "--quiet"]
+    out = _harness(dict(os.environ), *args)
+    assert out.returncode == 2
+    line = ("harness: error: plugin 'split_lengths' raised in SplitLengths.step (split_lengths.py:")
+    assert line in out.stderr and "RuntimeError: the simulator lost its connection" in out.stderr
+    assert ("Traceback (most recent call last)" in out.stderr) == debug
+    if not debug:
+        assert out.stderr.count("\n") == 1, out.stderr
+
+
+def test_a_core_error_is_not_blamed_on_a_plugin():
+    from harness.blame import blame
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        assert blame(exc) is None

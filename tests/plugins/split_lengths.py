@@ -1,6 +1,7 @@
 """A test task plugin: ``split/<fault>``. Copies 0..E/2-1 end every episode after 5 steps, the others
 after 50, reward 1 per step (one agent pair, box actions). ``fault`` (``none`` for a sound task)
-makes the task misbehave in one way, for the checks that blame a task plugin for its bad output."""
+makes the task misbehave in one way, for the checks that blame a task plugin for its bad output
+(``raises``: its third step raises)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 from harness import hookimpl
 from harness.envs import ActionSpace, StepResult, VecTask
 
-FAULTS = ("none", "nan_reward", "nan_obs", "obs_dim", "obs_dtype", "per_copy_returns", "state_dim")
+FAULTS = ("none", "nan_reward", "nan_obs", "obs_dim", "obs_dtype", "per_copy_returns", "state_dim", "raises")
 
 
 class SplitLengths(VecTask):
@@ -49,6 +50,8 @@ class SplitLengths(VecTask):
 
     def step(self, actions):
         self.steps += 1
+        if self.fault == "raises" and self.steps >= 3:
+            raise RuntimeError("the simulator lost its connection")
         self.max_abs_action = max(getattr(self, "max_abs_action", 0.0), *(float(np.abs(a).max()) for a in actions))
         self.t += 1
         final = self._state()

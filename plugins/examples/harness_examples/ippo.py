@@ -19,7 +19,7 @@ import torch
 from harness import hookimpl
 from harness.advantage import gae
 from harness.ppo import ActorGroup, Batch, train_actor, train_critic
-from harness.sweep import PPO_SEARCH_SPACE
+from harness.scheme import PPO_SEARCH_SPACE
 from harness.value_norm import ValueNorm
 
 

@@ -1,0 +1,85 @@
+"""A scheme's own settings: the options it declares and the core keys it fixes.
+
+A scheme registers ``options={"kl_threshold": Option(float, 0.01, "help"), ...}`` (set by users as
+``scheme.kl_threshold=0.02``, in a suite's ``[config]`` or searched by a sweep) and ``fixed={"ppo_epochs":
+1}`` for core keys it does not use as configured. :func:`resolve_scheme_config` turns a config into
+what runs: the options filled with their defaults and type-checked (and range-checked by the
+scheme class's ``check_options(options)`` when it has one), the fixed keys set, so the config
+(and its digest, and ``config.json``) says what ran. It is idempotent, and every place that compares
+a run with what a suite asks resolves first.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from harness.config import FIELDS, TrainConfig, apply_override
+from harness.envs import Option, coerce
+from harness.errors import HarnessError, PluginError
+
+
+def declared(entry: Any) -> tuple[dict[str, Option], dict[str, Any]]:
+    """The options and fixed keys a scheme's registry entry declares (checked: a plugin's mistake is
+    named as the plugin's)."""
+    options = entry.extra.get("options") or {}
+    fixed = entry.extra.get("fixed") or {}
+    where = f"plugin {entry.plugin!r}: scheme {entry.name!r}"
+    if not isinstance(options, dict) or not all(isinstance(o, Option) for o in options.values()):
+        raise PluginError(f"{where} registered options={options!r}; expected a dict of harness.envs.Option")
+    if not isinstance(fixed, dict):
+        raise PluginError(f"{where} registered fixed={fixed!r}; expected a dict of config keys and values")
+    clash = sorted(set(options) & set(FIELDS))
+    if clash:
+        raise PluginError(f"{where} declares option {clash[0]!r}, which is a core config key; choose another name")
+    unknown = sorted(set(fixed) - set(FIELDS))
+    if unknown:
+        raise PluginError(f"{where} fixes {unknown[0]!r}, which is not a config key")
+    return options, fixed
+
+
+def resolve_scheme_config(cfg: TrainConfig, regs: Any) -> dict[str, dict[str, Any]]:
+    """Fill ``cfg.scheme_options`` with the scheme's defaults (an unknown name or a wrong type is a
+    one-line error naming the scheme and what it accepts) and set the keys it fixes. Returns the fixed
+    keys whose asked value differed, ``{key: {"asked": a, "ran": b}}``, for the run's record."""
+    entry = regs.schemes.get(cfg.scheme)
+    options, fixed = declared(entry)
+    unknown = sorted(set(cfg.scheme_options) - set(options))
+    if unknown:
+        known = ", ".join(f"scheme.{k}" for k in sorted(options)) or "none"
+        raise HarnessError(f"unknown option scheme.{unknown[0]} for scheme {cfg.scheme!r}; its options: {known}")
+    cfg.scheme_options = {name: coerce(f"scheme.{name}", cfg.scheme_options.get(name, opt.default), opt.type)
+                          for name, opt in options.items()}
+    check = getattr(entry.factory, "check_options", None)
+    if callable(check):  # the scheme's own range checks, before any work
+        check(dict(cfg.scheme_options))
+    changed = {}
+    for key, value in fixed.items():
+        asked = getattr(cfg, key)
+        apply_override(cfg, key, value)
+        if getattr(cfg, key) != asked:
+            changed[key] = {"asked": asked, "ran": getattr(cfg, key)}
+    cfg.validate()
+    return changed
+
+
+def option_help(regs: Any) -> dict[str, list[str]]:
+    """Per scheme, one help line per option and fixed key (for ``train --help`` and ``plugins``)."""
+    out = {}
+    for entry in regs.schemes:
+        try:
+            options, fixed = declared(entry)
+        except PluginError:
+            continue
+        lines = [f"scheme.{n}: {o.help} [{o.type.__name__}, default: {o.default}]" for n, o in options.items()]
+        lines += [f"{k} is fixed at {v}" for k, v in fixed.items()]
+        if lines:
+            out[entry.name] = lines
+    return out
+
+
+def resolved(cfg: TrainConfig, regs: Any) -> TrainConfig:
+    """A resolved copy of ``cfg`` (what a run of it records), leaving ``cfg`` as given."""
+    out = copy.deepcopy(cfg)
+    resolve_scheme_config(out, regs)
+    return out

@@ -1,0 +1,241 @@
+"""HATRPO's numerics (the trust-region step against a brute-force TRPO, the KL bound, the surrogate)
+and the scheme contract it is built on: declared options, fixed keys, the record in config.json."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+
+from harness.cli import main
+from harness.config import build_config
+from harness.envs import ActionSpace
+from harness.scheme_config import resolve_scheme_config
+from harness_plugins.hatrpo import HATRPO, trust_region_step
+from harness_plugins.mlp import MLPBuilder
+from test_happo import HETERO, make_batch, spec
+
+DEFAULTS = {"kl_threshold": 0.01, "ls_step": 10, "accept_ratio": 0.5, "backtrack_coeff": 0.8}
+SPACES = [ActionSpace("discrete", 4), ActionSpace("box", 3, (-1.0,) * 3, (1.0,) * 3)]
+
+
+def hatrpo(regs, task, **over):
+    cfg = build_config({"scheme": "hatrpo", "hidden_sizes": [16], **over})
+    resolve_scheme_config(cfg, regs)
+    return HATRPO(task, MLPBuilder(), cfg)
+
+
+def kl(old_actor, new_actor, obs):
+    with torch.no_grad():
+        return torch.distributions.kl_divergence(old_actor.distribution(obs), new_actor.distribution(obs)).mean().item()
+
+
+def surrogate(actor, obs, actions, old_logp, adv):
+    with torch.no_grad():
+        return (torch.exp(actor.evaluate(obs, actions)[0] - old_logp) * adv).mean().item()
+
+
+@pytest.mark.parametrize("space", SPACES, ids=["discrete", "box"])
+def test_accepted_step_keeps_the_kl_bound_and_raises_the_surrogate(regs, space):
+    task = spec([5], [space])
+    accepted = 0
+    for seed in range(6):
+        torch.manual_seed(seed)
+        scheme = hatrpo(regs, task)
+        batch = make_batch(scheme, task, B=256, seed=seed)
+        actor = scheme.actors[0]
+        old = copy.deepcopy(actor)
+        args = (batch.obs[0], batch.actions[0], batch.old_logp[0], batch.advantages)
+        stats = trust_region_step(actor, *args, **DEFAULTS)
+        moved = any((p - q).abs().max() > 0 for p, q in zip(actor.parameters(), old.parameters()))
+        if stats["step_accepted"]:
+            accepted += 1
+            assert moved
+            assert kl(old, actor, batch.obs[0]) <= DEFAULTS["kl_threshold"]
+            assert surrogate(actor, *args) > surrogate(old, *args)
+            assert stats["kl"] == pytest.approx(kl(old, actor, batch.obs[0]), rel=1e-4, abs=1e-7)
+        else:
+            assert not moved  # a step the line search refused is not taken
+    assert accepted >= 4  # the test is not vacuous: most steps qualify
+
+
+def test_every_agent_of_a_scheme_update_stays_within_the_bound(regs):
+    torch.manual_seed(3)
+    scheme = hatrpo(regs, HETERO)
+    batch = make_batch(scheme, HETERO, B=256)
+    old = [copy.deepcopy(a) for a in scheme.actors]
+    metrics = scheme.update(batch)
+    assert sorted(int(i) for i in metrics["order"].split()) == [0, 1, 2]
+    kls = [kl(o, a, batch.obs[i]) for i, (o, a) in enumerate(zip(old, scheme.actors))]
+    assert all(0 < k <= 0.01 for k in kls), kls
+    assert metrics["kl"] == pytest.approx(sum(kls) / 3, rel=1e-3)
+    assert math.isfinite(metrics["value_loss"]) and metrics["factor_mean"] != 1.0
+
+
+def _dist(actor, params, obs):
+    """The MLP actor's distribution at ``obs`` with the parameters ``params`` (name -> tensor)."""
+    from torch.func import functional_call
+
+    part = lambda prefix: {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}  # noqa: E731
+    out = functional_call(actor.head, part("head."), (functional_call(actor.body, part("body."), (obs,)),))
+    if actor.discrete:
+        return torch.distributions.Categorical(logits=out)
+    std = torch.sigmoid(params["log_std"]) * 0.5
+    return torch.distributions.Independent(torch.distributions.Normal(out, std.expand_as(out)), 1)
+
+
+def brute_force_trpo(actor, obs, actions, old_logp, adv, kl_threshold, ls_step, accept_ratio, backtrack_coeff,
+                     damping=0.1):
+    """TRPO written independently: the damped Fisher (the mean KL's Hessian) as a dense matrix, solved
+    exactly; returns the parameters after the line search, as one flat vector."""
+    named = list(actor.named_parameters())
+    theta0 = torch.cat([p.detach().reshape(-1) for _, p in named])
+
+    def params(theta):
+        out, i = {}, 0
+        for name, p in named:
+            out[name] = theta[i:i + p.numel()].view(p.shape)
+            i += p.numel()
+        return out
+
+    def surr(theta):
+        logp = _dist(actor, params(theta), obs).log_prob(actions)
+        return (torch.exp(logp - old_logp) * adv).mean()
+
+    old = _dist(actor, params(theta0), obs)
+
+    def kl_of(theta):
+        return torch.distributions.kl_divergence(old, _dist(actor, params(theta), obs)).mean()
+
+    H = torch.autograd.functional.hessian(kl_of, theta0) + damping * torch.eye(theta0.numel(), dtype=theta0.dtype)
+    g = torch.autograd.functional.jacobian(surr, theta0)
+    x = torch.linalg.solve(H, g)
+    step = x * math.sqrt(kl_threshold / (0.5 * x @ H @ x))
+    base, expected, frac = surr(theta0).item(), (g @ step).item(), 1.0
+    for _ in range(ls_step):
+        theta = theta0 + frac * step
+        gain = surr(theta).item() - base
+        if kl_of(theta).item() < kl_threshold and gain > 0 and gain / expected > accept_ratio:
+            return theta.detach()
+        expected *= backtrack_coeff
+        frac *= backtrack_coeff
+    return theta0
+
+
+@pytest.mark.parametrize("space", SPACES, ids=["discrete", "box"])
+def test_one_agent_hatrpo_is_trpo(regs, space):
+    """With one agent the factor is 1 and the order trivial: the scheme's actor step is exactly the
+    trust-region step on the raw advantage, and that step equals a dense-matrix TRPO (in float64, with
+    enough conjugate-gradient iterations to solve the small system exactly)."""
+    task = spec([3], [space])
+    torch.manual_seed(0)
+    scheme = hatrpo(regs, task, hidden_sizes=[4])
+    batch = make_batch(scheme, task, B=128)
+    twin = copy.deepcopy(scheme.actors[0])
+    scheme.update(batch)
+    stats = trust_region_step(twin, batch.obs[0], batch.actions[0], batch.old_logp[0], batch.advantages, **DEFAULTS)
+    assert stats["step_accepted"] == 1.0
+    for a, b in zip(scheme.actors[0].parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    torch.manual_seed(0)
+    actor = hatrpo(regs, task, hidden_sizes=[4]).actors[0].double()
+    d = [t.double() if t.is_floating_point() else t for t in (batch.obs[0], batch.actions[0], batch.old_logp[0],
+                                                                batch.advantages)]
+    with torch.no_grad():
+        d[2] = actor.evaluate(d[0], d[1])[0]  # behaviour log-probs of this float64 policy
+    n = sum(p.numel() for p in actor.parameters())
+    start = torch.cat([p.detach().reshape(-1) for p in actor.parameters()])
+    expected = brute_force_trpo(actor, *d, **DEFAULTS)
+    stats = trust_region_step(actor, *d, **DEFAULTS, cg_iters=4 * n, cg_tol=1e-30)
+    got = torch.cat([p.detach().reshape(-1) for p in actor.parameters()])
+    assert stats["step_accepted"] == 1.0
+    assert (expected - start).norm() > 0.05  # a real step
+    torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
+
+
+def test_options_fixed_keys_and_the_record(regs, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--scheme", "hatrpo", "--steps", "400", "--out", str(out), "--quiet",
+                 "--set", "n_envs=4", "--set", "rollout_length=50", "--set", "hidden_sizes=16",
+                 "--set", "eval_episodes=2", "--set", "eval_envs=2", "--set", "ppo_epochs=7",
+                 "--set", "scheme.kl_threshold=0.02"])
+    assert code == 0
+    record = json.loads((out / "config.json").read_text())
+    cfg = record["config"]
+    assert cfg["scheme_options"] == {"kl_threshold": 0.02, "ls_step": 10, "accept_ratio": 0.5, "backtrack_coeff": 0.8}
+    assert cfg["ppo_epochs"] == 1 and cfg["entropy_coef"] == 0.0 and cfg["actor_minibatches"] == 1
+    assert record["scheme_fixed"]["ppo_epochs"] == {"asked": 7, "ran": 1}
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"kl", "step_accepted", "step_fraction", "surrogate_gain"} <= set(header)
+    # the same command again finds the finished run: resolution is the same every time
+    assert main(["train", "--scheme", "hatrpo", "--steps", "400", "--out", str(out), "--quiet",
+                 "--set", "n_envs=4", "--set", "rollout_length=50", "--set", "hidden_sizes=16",
+                 "--set", "eval_episodes=2", "--set", "eval_envs=2", "--set", "ppo_epochs=7",
+                 "--set", "scheme.kl_threshold=0.02"]) == 0
+    capsys.readouterr()
+    for bad, message in (("scheme.kl=1", "unknown option scheme.kl for scheme 'hatrpo'; its options: "
+                                         "scheme.accept_ratio, scheme.backtrack_coeff, scheme.kl_threshold, "
+                                         "scheme.ls_step"),
+                         ("scheme.ls_step=2.5", "scheme.ls_step='2.5' is not an integer"),
+                         ("scheme.kl_threshold=0", "scheme.kl_threshold=0.0: kl_threshold must be > 0"),
+                         ("scheme.=1", "empty scheme option name")):
+        assert main(["train", "--scheme", "hatrpo", "--steps", "100", "--out", str(tmp_path / "bad"),
+                     "--set", bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
+    assert main(["train", "--scheme", "happo", "--steps", "100", "--out", str(tmp_path / "bad"),
+                 "--set", "scheme.kl_threshold=0.1"]) == 2
+    assert "its options: none" in capsys.readouterr().err
+
+
+def test_train_help_and_plugins_list_scheme_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "hatrpo: scheme.kl_threshold: largest mean KL(old || new) of one agent's step [float, default: 0.01]" in text
+    assert "hatrpo: ppo_epochs is fixed at 1" in text
+    assert main(["plugins", "--options", "hatrpo"]) == 0
+    text = capsys.readouterr().out
+    assert "hatrpo fixes entropy_coef = 0.0" in text and "ls_step" in text
+
+
+def test_a_network_without_distributions_is_refused_by_name(regs):
+    class NoDist(MLPBuilder):
+        def actor(self, obs_dim, space, config):
+            return _Plain(super().actor(obs_dim, space, config))
+
+    class _Plain(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def act(self, obs, deterministic=False):
+            return self.inner.act(obs, deterministic)
+
+        def evaluate(self, obs, actions):
+            return self.inner.evaluate(obs, actions)
+
+    from harness.errors import HarnessError
+    cfg = build_config({"scheme": "hatrpo", "hidden_sizes": [8]})
+    resolve_scheme_config(cfg, regs)
+    with pytest.raises(HarnessError, match="needs actors with distribution"):
+        HATRPO(HETERO, NoDist(), cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["mpe/simple_speaker_listener", "mamujoco/HalfCheetah-2x3"])
+def test_hatrpo_trains_on_both_task_families(regs, task):
+    from harness.trainer import Trainer
+    cfg = build_config({"scheme": "hatrpo", "task": task, "steps": 2000, "n_envs": 4, "rollout_length": 100,
+                        "hidden_sizes": [32], "eval_episodes": 2, "eval_envs": 2, "eval_interval": 0,
+                        "absolute_factor": 0})
+    rows = Trainer(cfg, regs, None, progress=False).run_training()
+    updates = [r for r in rows if r["iteration"] > 0]
+    assert len(updates) == 5
+    assert sum(r["step_accepted"] for r in updates) >= 3
+    assert all(0 <= r["kl"] <= 0.01 for r in updates)
