@@ -174,7 +174,15 @@ def test_tuned_overrides():
         overrides = mamujoco.tuned_overrides(task)
         assert overrides, task
         per_scheme = overrides.pop("schemes", {})
-        assert per_scheme == ({"mappo": {"rollout_length": 100}} if task == "Humanoid-17x1" else {})
+        assert set(per_scheme) == ({"mappo", "hatrpo"} if task == "Humanoid-17x1" else {"hatrpo"})
+        if task == "Humanoid-17x1":
+            assert per_scheme["mappo"] == {"rollout_length": 100}
+        # HARL's HATRPO configs: the critic's own settings and a per-task KL threshold
+        hatrpo = per_scheme["hatrpo"]
+        assert (hatrpo["clip"], hatrpo["critic_epochs"], hatrpo["critic_minibatches"], hatrpo["lr_decay"]) == \
+            (0.2, 5, 1, False)
+        assert hatrpo["scheme_options"]["kl_threshold"] == {"Hopper-3x1": 0.001, "Walker2d-6x1": 0.005,
+                                                            "Ant-4x2": 0.005, "Ant-8x1": 0.005}.get(task, 0.01)
         cfg = build_config({"task": f"mamujoco/{task}", **overrides})
         assert cfg.hidden_sizes == [128, 128, 128] and cfg.env == {"episode_limit": 1000}
         resolve_options("mamujoco", cfg.env, mamujoco.OPTIONS)
