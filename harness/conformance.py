@@ -222,6 +222,13 @@ def check_network(regs: Registries, name: str) -> list[Check]:
             logp.sum().backward()
             assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters()), \
                 "log-probabilities do not depend on the parameters"
+            dist = getattr(actor, "distribution", None)
+            if dist is not None:  # optional (trust-region schemes need it): must agree with evaluate()
+                with torch.no_grad():
+                    d = dist(obs)
+                    assert tuple(d.batch_shape) == (7,), f"distribution() batch shape {tuple(d.batch_shape)}, want (7,)"
+                    assert torch.allclose(d.log_prob(a), actor.evaluate(obs, a)[0], atol=1e-5), \
+                        "distribution().log_prob disagrees with evaluate()"
             make = getattr(builder, "acting_policy", None)
             if make is not None:
                 policy = make([actor])

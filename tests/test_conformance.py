@@ -59,6 +59,23 @@ def wrong_reward(scenario, n_envs, seed, options, stream=0):
     task.step = bad_step
     return task
 
+from harness_plugins.mlp import MLPActor, MLPBuilder
+import torch
+
+class SharpActor(MLPActor):
+    """Its distribution() is not the policy evaluate() scores (logits doubled)."""
+    def distribution(self, obs):
+        d = super().distribution(obs)
+        return torch.distributions.Categorical(logits=2 * d.logits) if self.discrete else d
+
+class BadDist(MLPBuilder):
+    def actor(self, obs_dim, space, config):
+        return SharpActor(obs_dim, space, list(config.hidden_sizes), config.activation)
+
+@hookimpl
+def register_networks(register):
+    register("baddist", BadDist)
+
 @hookimpl
 def register_schemes(register):
     register("frozen", Frozen)
@@ -81,10 +98,14 @@ def test_the_kit_catches_broken_plugins(tmp_path):
     assert not bad.ok and "two runs with seed 1 gave different metrics" in bad.detail
     task = [c for c in check_task(regs, "wrongreward") if not c.ok]
     assert task and "reward" in task[0].detail
+    dist = {c.what: c for c in check_network(regs, "baddist")}
+    bad = dist["discrete actor: act/evaluate shapes, log-probs, determinism, gradients"]
+    assert not bad.ok and "distribution().log_prob disagrees with evaluate()" in bad.detail
+    assert dist["box actor: act/evaluate shapes, log-probs, determinism, gradients"].ok
     names = {c.name for c in check_plugin(regs, "broken")}
-    assert names == {"frozen", "unseeded", "wrongreward"}
+    assert names == {"frozen", "unseeded", "wrongreward", "baddist"}
 
 
 def test_unknown_plugin_name(regs):
-    with pytest.raises(HarnessError, match="no plugin, distribution or component named 'nope'; plugins: happo, mamujoco"):
+    with pytest.raises(HarnessError, match="no plugin, distribution or component named 'nope'; plugins: happo, hatrpo, mamujoco"):
         check_plugin(regs, "nope")

@@ -186,3 +186,28 @@ def test_mappo_shares_parameters_when_spaces_match_and_refuses_otherwise():
     assert MAPPO(HETERO, MLPBuilder(), build_config({"hidden_sizes": [8]})).groups[0].actor is not None
     with pytest.raises(HarnessError, match="share_params=true is impossible"):
         MAPPO(HETERO, MLPBuilder(), build_config({"hidden_sizes": [8], "share_params": "true"}))
+
+
+@pytest.mark.parametrize("space", [ActionSpace("discrete", 4), ActionSpace("box", 3, (-1.0,) * 3, (1.0,) * 3)])
+def test_surrogate_and_epoch_override_points_train_the_actor(space):
+    """A scheme that overrides ``surrogate`` (unclipped, HAA2C's) and ``actor_epochs`` (3) trains its
+    actor exactly as an independent PPO whose clip never binds, run for 3 epochs."""
+    class Unclipped(HAPPO):
+        def surrogate(self, ratio, advantages, logp):
+            return (ratio * advantages).mean()
+
+        def actor_epochs(self):
+            return 3
+
+    task = spec([5], [space])
+    cfg = build_config({"hidden_sizes": [32], "lr": 1e-2, "ppo_epochs": 7, "clip": 0.01})
+    torch.manual_seed(2)
+    scheme = Unclipped(task, MLPBuilder(), cfg)
+    ref_actor = copy.deepcopy(scheme.actors[0])
+    batch = make_batch(scheme, task, B=128)
+    metrics = scheme.update(batch)
+    reference_ppo_update(ref_actor, copy.deepcopy(scheme.critic),
+                         batch, SimpleNamespace(**{**vars(cfg), "clip": 1e9, "ppo_epochs": 3}))
+    for a, r in zip(scheme.actors[0].parameters(), ref_actor.parameters()):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-6)
+    assert metrics["clip_frac"] > 0  # with PPO's clip of 0.01 the update would have been clipped

@@ -43,3 +43,20 @@ def test_the_paper_mamujoco_suite_uses_harls_conventions(tmp_path):
         assert (w.clip, w.entropy_coef, w.ppo_epochs, w.lr_decay) == (0.1, 0.01, 5, False)
     assert _cfg(suite, "mamujoco/Humanoid-17x1", "mappo").rollout_length == 100
     assert _cfg(suite, "mamujoco/Humanoid-17x1", "happo").rollout_length == 200
+
+
+@pytest.mark.parametrize("name", ["paper_mamujoco", "paper_mpe", "paper_mpe_discrete", "paper_small"])
+def test_the_paper_suites_run_hatrpo_with_harls_tuned_settings(name, tmp_path):
+    from harness.scheme_config import resolved
+    suite = load_suite(ROOT / f"benchmarks/{name}.toml", tmp_path)
+    assert suite.schemes == ["happo", "mappo", "hatrpo"]
+    for task in suite.tasks:
+        cfg = resolved(_cfg(suite, task, "hatrpo"), suite.regs)
+        kl = cfg.scheme_options["kl_threshold"]
+        if task.startswith("mpe/"):  # HARL's MPE HATRPO configs: 0.005 everywhere
+            assert kl == 0.005
+        else:  # HARL's MaMuJoCo HATRPO configs: the critic's settings, a per-task threshold
+            assert (cfg.clip, cfg.critic_epochs, cfg.critic_minibatches, cfg.critic_lr, cfg.lr_decay) == \
+                (0.2, 5, 1, 5e-4, False)
+            assert kl == {"mamujoco/Hopper-3x1": 0.001, "mamujoco/Walker2d-6x1": 0.005}.get(task, kl)
+        assert (cfg.ppo_epochs, cfg.actor_minibatches, cfg.entropy_coef) == (1, 1, 0.0)  # fixed by the scheme
