@@ -652,7 +652,8 @@ def write_outputs(sweep: Sweep, storage: str | None) -> dict[str, Any]:
                 opts.update({k[len(prefix) + 1:]: v for k, v in source.items() if k.startswith(prefix + ".")})
             fixed = {k: v for k, v in fixed.items() if not k.startswith(prefix + ".")}
             tables[table] = opts
-        merged = {**fixed, **{k: v for k, v in best.params.items() if k.partition(".")[0] not in TABLES}}
+        merged = {"scheme": sweep.scheme, **fixed,
+                  **{k: v for k, v in best.params.items() if k.partition(".")[0] not in TABLES}}
         lines += [f"{k} = {_toml_value(v)}" for k, v in merged.items()]
         for table, opts in tables.items():
             if opts:

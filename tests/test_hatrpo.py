@@ -239,3 +239,55 @@ def test_hatrpo_trains_on_both_task_families(regs, task):
     assert len(updates) == 5
     assert sum(r["step_accepted"] for r in updates) >= 3
     assert all(0 <= r["kl"] <= 0.01 for r in updates)
+
+
+def test_a_sweep_searches_scheme_options_and_best_toml_carries_them(tmp_path):
+    from test_sweep import TINY_CONFIG
+    sweep = tmp_path / "kl.toml"
+    sweep.write_text(f"""
+[sweep]
+name = "kl"
+scheme = "hatrpo"
+tasks = ["mpe/simple_speaker_listener"]
+steps = 400
+seeds = 1
+trials = 2
+evaluations = 2
+eval_episodes = 2
+default_space = false
+{TINY_CONFIG}
+[space]
+"scheme.kl_threshold" = {{ low = 0.001, high = 0.05, log = true }}
+"scheme.ls_step" = {{ low = 2, high = 12 }}
+""")
+    out = tmp_path / "out"
+    assert main(["sweep", str(sweep), "--out", str(out), "--quiet"]) == 0
+    import optuna
+    study = optuna.load_study(study_name="kl", storage=f"sqlite:///{out / 'study.db'}")
+    params = [t.params for t in study.trials]
+    assert len(params) == 2 and all(isinstance(p["scheme.ls_step"], int) for p in params)
+    best = study.best_trial
+    trial_cfg = json.loads((out / "trials" / str(best.number) / "mpe/simple_speaker_listener/seed_1/config.json")
+                           .read_text())["config"]
+    assert trial_cfg["scheme_options"]["kl_threshold"] == pytest.approx(best.params["scheme.kl_threshold"])
+    assert "[scheme_options]" in (out / "best.toml").read_text()
+    run = tmp_path / "again"
+    assert main(["train", "--config", str(out / "best.toml"), "--task", "mpe/simple_speaker_listener", "--seed", "1",
+                 "--out", str(run), "--quiet"]) == 0
+    assert json.loads((run / "config.json").read_text())["config"]["scheme_options"] == trial_cfg["scheme_options"]
+
+
+def test_a_sweep_space_corner_outside_an_options_range_is_refused_before_trials(tmp_path, capsys):
+    sweep = tmp_path / "bad.toml"
+    sweep.write_text("""
+[sweep]
+scheme = "hatrpo"
+tasks = ["mpe/simple_speaker_listener"]
+steps = 400
+trials = 2
+[space]
+"scheme.backtrack_coeff" = { low = 0.5, high = 1.5 }
+""")
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "scheme.backtrack_coeff=1.5: backtrack_coeff must be between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "study.db").exists()
