@@ -16,23 +16,22 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from harness import __version__, stopping
+from harness import stopping
 from harness.advantage import gae
-from harness.checkpoint import capture_rng, restore_rng, resume_from
-from harness.config import TrainConfig, config_diff, config_digest
+from harness.checkpoint import capture_rng, restore_rng
+from harness.config import TrainConfig
 from harness.envs import VecTask
 from harness.errors import HarnessError, PluginError
 from harness.evaluation import play_fixed_episodes
-from harness.continuation import accepted_digests, init_file, load_init
+from harness.continuation import init_file, load_init
 from harness.devices import move_batch, move_scheme, resolve_device
-from harness.executor import placement
 from harness.tracking import RunTrackers, check_loggers
 from harness.memory import check_memory
 from harness.plugins import Registries
 from harness.ppo import Batch
-from harness.provenance import code_digest, code_record
-from harness.results import RunDir, git_commit, versions
+from harness.results import RunDir
 from harness.run_lock import RunLock
+from harness.run_setup import open_run_dir
 from harness.scheme_config import resolve_scheme_config
 from harness.task_check import TaskChecker
 from harness.tasks import make_task, split_task
@@ -65,7 +64,7 @@ class Trainer:
         # The scheme's options filled in and the keys it fixes set: the config says what runs.
         self.scheme_fixed = resolve_scheme_config(cfg, regs)
         for key, change in self.scheme_fixed.items():
-            self._log(f"{cfg.scheme} fixes {key}={change['ran']} (the config asked {change['asked']})")
+            self.log(f"{cfg.scheme} fixes {key}={change['ran']} (the config asked {change['asked']})")
         network_entry = regs.networks.get(cfg.network)
         check_loggers(regs, cfg.loggers)
         self.device = resolve_device(cfg.device)
@@ -223,7 +222,7 @@ class Trainer:
             self._cpu_copies = [copy.deepcopy(a).cpu() for a in self.scheme.actors]
         return self._cpu_copies
 
-    def _weights_changed(self) -> None:
+    def weights_changed(self) -> None:
         """The actors' weights changed (an update, a restore): rebuild what acting uses."""
         self._policy = None
         self._cpu_copies = None
@@ -308,7 +307,7 @@ class Trainer:
         self.act_rng.bit_generator.state = ckpt["act_rng"]
         self.best = ckpt.get("best", self.best)
         self._best_state = ckpt.get("best_state", self._best_state)
-        self._weights_changed()
+        self.weights_changed()
         # Episodes restart at the saved episode numbers; a run checkpointed at an episode boundary
         # (MPE with rollout_length a multiple of the episode length) continues exactly.
         self.obs, self.state = self.task.reset(ckpt["episodes"])
@@ -319,53 +318,14 @@ class Trainer:
         if self._prepared is None:
             if self.run is None and self.cfg.init_from:
                 load_init(self.cfg.init_from, self.scheme)
-                self._weights_changed()
-            self._prepared = self._start_run_dir() if self.run is not None else True
+                self.weights_changed()
+            if self.run is not None:
+                self._lock = RunLock(self.run.path)
+                self._lock.acquire()  # before anything is read or written; released by close()
+            self._prepared = open_run_dir(self) if self.run is not None else True
         return self._prepared
 
-    def _start_run_dir(self) -> bool:
-        run, cfg = self.run, self.cfg
-        self._lock = RunLock(run.path)
-        self._lock.acquire()  # before anything is read or written; released by close()
-        old = run.read_config()
-        if old is not None and config_digest(old.get("config")) != old.get("config_digest"):
-            raise HarnessError(f"{run.config_file}: damaged: its config does not match its config_digest; restore "
-                               "it or move the run directory aside")
-        if old is not None and old.get("config_digest") != cfg.digest():
-            raise HarnessError(f"{str(run.path)!r} holds a run with a different config ("
-                               f"{config_diff(old.get('config') or {}, cfg.to_dict())}); use another --out")
-        if run.done:
-            return False
-        if old is None and (run.checkpoint_file.exists() or run.previous_checkpoint_file.exists()):
-            raise HarnessError(f"{str(run.path)!r} has checkpoints but no config.json, so it cannot be checked "
-                               "that they belong to this run; restore config.json or use another --out")
-        ckpt = resume_from(run, accepted_digests(old, cfg.digest()), self.task.spec(), self.restore)
-        if ckpt is not None:
-            run.keep_rows_up_to(self.iteration)
-            # Where each resumed part of the run trained (the first part is config.json's placement).
-            old["resumes"] = [*old.get("resumes", []), {"iteration": self.iteration, "device": str(self.device),
-                                                          **placement(),
-                                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
-            run.write_config(old)
-            self._log(f"resuming {run.path} from iteration {self.iteration} ({self.env_steps} steps)")
-        else:
-            run.keep_rows_up_to(-1) if run.metrics_file.exists() else None
-            init = {"init_from": load_init(cfg.init_from, self.scheme)} if cfg.init_from else {}
-            self._weights_changed()
-            code = code_record(self.regs, cfg)
-            layout = getattr(self.scheme, "actor_layout", None)
-            run.write_config({
-                "config": cfg.to_dict(), "config_digest": cfg.digest(), "seed": cfg.seed,
-                "versions": versions(), "harness_version": __version__, "git_commit": git_commit(),
-                "task_spec": self.task.spec(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "plugins": self.regs.plugins, "code": code, "code_digest": code_digest(code),
-                "actors": layout() if layout is not None else None, "device": str(self.device), **placement(),
-                **({"scheme_fixed": self.scheme_fixed} if self.scheme_fixed else {}),
-                **init, **self.record,
-            })
-        return True
-
-    def _log(self, text: str) -> None:
+    def log(self, text: str) -> None:
         if self.progress:
             print(text, file=sys.stderr)
 
@@ -381,7 +341,7 @@ class Trainer:
         bar = None
         try:
             if not self.prepare_run():
-                self._log(f"{self.run.path} is already finished; nothing to do")
+                self.log(f"{self.run.path} is already finished; nothing to do")
                 return
             stopping.check()  # a stop requested before this run started: leave it for the re-run
             self._start_trackers()
@@ -402,7 +362,7 @@ class Trainer:
                 batch, returns = self.collect()
                 t1 = time.perf_counter()
                 metrics = self._update(batch)
-                self._weights_changed()
+                self.weights_changed()
                 t2 = time.perf_counter()
                 self._check_finite(metrics)
                 self.iteration += 1
@@ -439,7 +399,7 @@ class Trainer:
         if self.run is not None and self.iteration > 0 and getattr(self, "_saved_at", None) != self.iteration:
             self.run.save_checkpoint(self.checkpoint_state())
             self._saved_at = self.iteration
-        self._log(f"stopped at iteration {self.iteration} ({self.env_steps} steps); checkpoint kept")
+        self.log(f"stopped at iteration {self.iteration} ({self.env_steps} steps); checkpoint kept")
         stopping.check()
 
     def _track_best(self, eval_return: float) -> None:
@@ -460,19 +420,19 @@ class Trainer:
             return
         current = self.scheme.state_dict()
         self.scheme.load_state_dict(best["scheme"])
-        self._weights_changed()
+        self.weights_changed()
         episodes = cfg.eval_episodes * cfg.absolute_factor
         returns = self.evaluate(episodes)
         mean, std = float(np.mean(returns)), float(np.std(returns))
         self.scheme.load_state_dict(current)
-        self._weights_changed()
+        self.weights_changed()
         self.absolute = {"absolute_return": mean, "absolute_return_std": std, "episodes": episodes,
                          "returns": [float(f"{r:.6g}") for r in returns],
                          "best_eval_return": best["best"][0], "best_iteration": best["best"][1],
                          "best_env_steps": best["best"][2]}
         if self.run is not None:
             self.run.write_absolute(self.absolute)
-        self._log(f"absolute metric: best policy (iteration {best['best'][1]}) scores {mean:.2f} "
+        self.log(f"absolute metric: best policy (iteration {best['best'][1]}) scores {mean:.2f} "
                   f"over {episodes} episodes")
 
     def _update(self, batch: Batch) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = N
     except Exception as exc:
         trainer.close()
         raise HarnessError(f"{path}: its policy does not fit the run's networks ({_reason(exc)})") from None
-    trainer._weights_changed()
+    trainer.weights_changed()
     trainer.policy_name = policy
     return trainer
 

@@ -1,0 +1,63 @@
+"""Opening a trainer's run directory: the one-writer lock, the checks that the directory holds this
+run, and either a resume from its last checkpoint or a fresh ``config.json`` with the run's provenance.
+
+Called once per run by :meth:`harness.trainer.Trainer.prepare_run`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from harness import __version__
+from harness.checkpoint import resume_from
+from harness.config import config_diff, config_digest
+from harness.continuation import accepted_digests, load_init
+from harness.errors import HarnessError
+from harness.executor import placement
+from harness.provenance import code_digest, code_record
+from harness.results import git_commit, versions
+
+
+def open_run_dir(trainer: Any) -> bool:
+    """Refuse a directory holding another run, then resume ``trainer`` from the last checkpoint or write
+    ``config.json``; False when the run is already finished. The caller holds the directory's lock."""
+    run, cfg = trainer.run, trainer.cfg
+    old = run.read_config()
+    if old is not None and config_digest(old.get("config")) != old.get("config_digest"):
+        raise HarnessError(f"{run.config_file}: damaged: its config does not match its config_digest; restore "
+                           "it or move the run directory aside")
+    if old is not None and old.get("config_digest") != cfg.digest():
+        raise HarnessError(f"{str(run.path)!r} holds a run with a different config ("
+                           f"{config_diff(old.get('config') or {}, cfg.to_dict())}); use another --out")
+    if run.done:
+        return False
+    if old is None and (run.checkpoint_file.exists() or run.previous_checkpoint_file.exists()):
+        raise HarnessError(f"{str(run.path)!r} has checkpoints but no config.json, so it cannot be checked "
+                           "that they belong to this run; restore config.json or use another --out")
+    ckpt = resume_from(run, accepted_digests(old, cfg.digest()), trainer.task.spec(), trainer.restore)
+    if ckpt is not None:
+        run.keep_rows_up_to(trainer.iteration)
+        # Where each resumed part of the run trained (the first part is config.json's placement).
+        old["resumes"] = [*old.get("resumes", []), {"iteration": trainer.iteration, "device": str(trainer.device),
+                                                      **placement(),
+                                                      "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+        run.write_config(old)
+        trainer.log(f"resuming {run.path} from iteration {trainer.iteration} ({trainer.env_steps} steps)")
+    else:
+        run.keep_rows_up_to(-1) if run.metrics_file.exists() else None
+        init = {"init_from": load_init(cfg.init_from, trainer.scheme)} if cfg.init_from else {}
+        trainer.weights_changed()
+        code = code_record(trainer.regs, cfg)
+        layout = getattr(trainer.scheme, "actor_layout", None)
+        run.write_config({
+            "config": cfg.to_dict(), "config_digest": cfg.digest(), "seed": cfg.seed,
+            "versions": versions(), "harness_version": __version__, "git_commit": git_commit(),
+            "task_spec": trainer.task.spec(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "plugins": trainer.regs.plugins, "code": code, "code_digest": code_digest(code),
+            "actors": layout() if layout is not None else None, "device": str(trainer.device), **placement(),
+            **({"scheme_fixed": trainer.scheme_fixed} if trainer.scheme_fixed else {}),
+            **init, **trainer.record,
+        })
+    return True
+
