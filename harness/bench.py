@@ -39,6 +39,7 @@ from harness import stopping, tuning
 from harness.config import (TrainConfig, absolute_specs, build_config, config_diff, load_overrides_file, need,
                             need_unique, plugin_list, read_spec_file, seed_list, check_name)
 from harness.errors import HarnessError
+from harness.errors import describe as describe_error
 from harness.executor import Executor, Job, make_executor
 from harness.plugins import Registries, load_plugins
 from harness.results import RunDir, check_writable
@@ -326,7 +327,7 @@ def _run_on(runner: Executor, suite: Suite, todo: list[RunSpec], progress: bool)
                 elif isinstance(exc, KeyboardInterrupt):
                     msg = f"stopped: {spec.label}"
                 else:  # one failed run must not stop the others
-                    failures.append(f"{spec.label}: {type(exc).__name__}: {exc}")
+                    failures.append(f"{spec.label}: {describe_error(exc)}")
                     msg = f"FAILED: {spec.label}: {exc}"
                 if msg:
                     (bar.write(msg, file=sys.stderr) if bar else print(msg, file=sys.stderr))

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import describe
+
 #: Module name -> plugin name, for every plugin module loaded in this process.
 PLUGIN_MODULES: dict[str, str] = {}
 
@@ -23,8 +25,7 @@ class Culprit:
     line: int
 
     def message(self, exc: BaseException) -> str:
-        return (f"plugin {self.plugin!r} raised in {self.function} ({Path(self.file).name}:{self.line}): "
-                f"{type(exc).__name__}: {exc}")
+        return f"plugin {self.plugin!r} raised in {self.function} ({Path(self.file).name}:{self.line}): {describe(exc)}"
 
 
 def blame(exc: BaseException) -> Culprit | None:

@@ -95,7 +95,7 @@ def _scheme_epilog() -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from harness.config import build_config, load_overrides_file, parse_set
+    from harness.config import TrainConfig, build_config, load_overrides_file, parse_set
     from harness.plugins import load_plugins
     from harness.trainer import Trainer
 
@@ -111,7 +111,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out is not None and not args.out.strip():
         raise HarnessError("--out '' is empty; give a directory (or leave --out out for the default)")
     regs = load_plugins(args.plugin)
-    from harness.scheme_config import resolved
+    import copy
+    from harness.scheme_config import resolve_scheme_config, resolved
+    defaults = TrainConfig()
+    for key, change in resolve_scheme_config(copy.deepcopy(cfg), regs).items():  # said even with --quiet
+        if change["asked"] == getattr(defaults, key):
+            continue  # not asked for by the user: config.json's scheme_fixed records it
+        print(f"harness: note: {cfg.scheme} fixes {key}={change['ran']} (you asked {change['asked']})",
+              file=sys.stderr)
     out = Path(args.out) if args.out else Path("results") / "train" / cfg.task / cfg.scheme / f"seed_{cfg.seed}"
     if args.accept_new_schedule and not args.extend:
         raise HarnessError("--accept-new-schedule goes with --extend")

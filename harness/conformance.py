@@ -18,7 +18,7 @@ import torch
 
 from harness.config import build_config
 from harness.envs import ActionSpace, VecTask
-from harness.errors import HarnessError
+from harness.errors import HarnessError, describe
 from harness.plugins import Registries
 from harness.tasks import make_task
 
@@ -53,7 +53,7 @@ class _Collector:
             self.checks.append(Check(self.kind, self.name, what, False, str(exc) or "assertion failed"))
             return None
         except Exception as exc:
-            self.checks.append(Check(self.kind, self.name, what, False, f"{type(exc).__name__}: {exc}"))
+            self.checks.append(Check(self.kind, self.name, what, False, f"{describe(exc)}"))
             return None
         self.checks.append(Check(self.kind, self.name, what, True))
         return out
@@ -113,6 +113,7 @@ def check_task(regs: Registries, family: str) -> list[Check]:
             task.reset()
             limit = task.episode_limit + 5 if task.episode_limit > 0 else 2000
             ended = 0
+            counters = list(task.episode_counters())
             for _ in range(limit):
                 res = task.step(_random_actions(task, rng))
                 assert res.reward.shape == (2,) and _finite(res.reward), f"reward {res.reward!r}"
@@ -127,6 +128,11 @@ def check_task(regs: Registries, family: str) -> list[Check]:
                     assert [o.shape for o in fo] == [(d,) for d in task.obs_dims], "final_obs shapes"
                 ended += len(done)
                 if ended:
+                    now = task.episode_counters()
+                    for copy in done:
+                        assert now[copy] == counters[copy] + 1, \
+                            f"copy {copy} ended an episode but episode_counters() went {counters[copy]} -> {now[copy]}, " \
+                            "want +1 (each copy plays its next episode number after an automatic reset)"
                     break
             assert ended, f"no episode ended within {limit} random steps (episode_limit={task.episode_limit})"
         c.run("step: rewards, termination/truncation flags, final states and observations", steps)
@@ -155,12 +161,45 @@ def check_task(regs: Registries, family: str) -> list[Check]:
             assert all(np.array_equal(x, y) for x, y in zip(o1, o2)), "reset(episodes) is not repeatable"
             assert task.episode_counters() == [5, 9], f"episode_counters()={task.episode_counters()}, want [5, 9]"
         c.run("reset(episodes) repeats episodes and episode_counters() reports them", episodes)
+        c.run("episodes differ by copy and by stream (where they differ by episode number)",
+              lambda: _check_distinct_episodes(regs, name, options))
     finally:
         task.close()
     if "render" in (entry.extra.get("options") or {}):
         c.run("render=true: frames are H x W x 3 uint8 pictures that change as the task steps",
               lambda: _check_frames(regs, name, options))
     return c.checks
+
+
+def _check_distinct_episodes(regs: Registries, name: str, options: dict[str, Any]) -> None:
+    """Episode k of copy c must be its own episode: another copy's episode k, and the evaluation
+    stream's, must differ (else evaluation plays one episode many times, or replays training's).
+    Checked where episodes differ at all: a task whose every episode is the same passes."""
+    def trace(task: VecTask, episodes: list[int]) -> list[np.ndarray]:
+        obs, _ = task.reset(episodes)
+        rng = np.random.default_rng(3)
+        rows = [np.concatenate(obs, axis=1)]
+        for _ in range(3):
+            actions = [np.repeat(a[:1], task.n_envs, axis=0) for a in _random_actions(task, rng)]  # copies act alike
+            res = task.step(actions)
+            rows += [np.concatenate(res.obs, axis=1), res.reward[:, None]]
+        both = np.concatenate(rows, axis=1)
+        return [both[0], both[1]]
+
+    train, evaluation = make_task(regs, name, 2, 0, options, stream=0), make_task(regs, name, 2, 0, options, stream=1)
+    try:
+        first, second = trace(train, [0, 0]), trace(train, [1, 1])
+        if np.array_equal(first[0], second[0]):
+            return  # episodes do not depend on their number: nothing to tell apart
+        assert not np.array_equal(first[0], first[1]), \
+            "copies 0 and 1 play the same episode 0: put the copy index into each episode's seed " \
+            "(harness.envs.episode_seed(seed, copy, episode, stream))"
+        assert not np.array_equal(first[0], trace(evaluation, [0, 0])[0]), \
+            "streams 0 and 1 play the same episode 0: put the stream into each episode's seed, or evaluation " \
+            "replays training's episodes (harness.envs.episode_seed(seed, copy, episode, stream))"
+    finally:
+        train.close()
+        evaluation.close()
 
 
 def _check_frames(regs: Registries, name: str, options: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.envs import coerce
-from harness.errors import HarnessError
+from harness.errors import HarnessError, describe
 
 
 @dataclass
@@ -83,7 +83,7 @@ def make_executor(regs: Any, name: str, jobs: int | None, options: dict[str, Any
     except HarnessError:
         raise
     except Exception as exc:
-        raise HarnessError(f"plugin {entry.plugin!r}: executor {name!r} could not start: {type(exc).__name__}: {exc}") from None
+        raise HarnessError(f"plugin {entry.plugin!r}: executor {name!r} could not start: {describe(exc)}") from None
     if not isinstance(runner, Executor):
         raise HarnessError(f"plugin {entry.plugin!r}: executor {name!r} is a {type(runner).__name__}, "
                            "expected a harness.executor.Executor")

@@ -20,7 +20,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.blame import PLUGIN_MODULES
-from harness.errors import PluginError
+from harness.errors import PluginError, describe
 from harness.provenance import plugin_record
 from harness.registry import Entry, Registry
 
@@ -47,7 +47,7 @@ class Registries:
                 impl.function(**kwargs)
             except Exception as exc:
                 raise PluginError(f"plugin {impl.plugin_name!r} raised in hook {hook}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                                  f"{describe(exc)}") from exc
 
     def emit_metrics(self, record: dict[str, Any], run_dir: Path | None) -> None:
         """Send one metrics record to every plugin's ``on_metrics`` hook."""
@@ -73,7 +73,7 @@ def _import_plugin(spec: str) -> Any:
     except ModuleNotFoundError as exc:
         raise PluginError(f"plugin {spec!r} failed to import: {exc}") from exc
     except Exception as exc:  # a broken plugin must name itself, whatever it raised
-        raise PluginError(f"plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"plugin {spec!r} failed to import: {describe(exc)}") from exc
 
 
 def _register(pm: pluggy.PluginManager, module: Any, name: str) -> None:
@@ -98,7 +98,7 @@ def _call_registration(pm: pluggy.PluginManager, hook_name: str, registry: Regis
             raise
         except Exception as exc:
             raise PluginError(
-                f"plugin {plugin_name!r} raised in hook {hook_name}: {type(exc).__name__}: {exc}"
+                f"plugin {plugin_name!r} raised in hook {hook_name}: {describe(exc)}"
             ) from exc
         if returned is not None:
             raise PluginError(f"plugin {plugin_name!r}: hook {hook_name} returned {type(returned).__name__}; "
@@ -135,7 +135,7 @@ def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Regist
             try:
                 module = ep.load()
             except Exception as exc:
-                failed[ep.name] = f"entry point {ep.value} failed to import: {type(exc).__name__}: {exc}"
+                failed[ep.name] = f"entry point {ep.value} failed to import: {describe(exc)}"
                 if os.environ.get(MAIN_PID_ENV, str(os.getpid())) == str(os.getpid()):
                     print(f"harness: warning: plugin {ep.name!r} skipped: {failed[ep.name]} (disable it with "
                           f"--disable-plugin {ep.name})", file=sys.stderr)

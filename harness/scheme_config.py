@@ -12,6 +12,7 @@ a run with what a suite asks resolves first.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from harness.config import FIELDS, TrainConfig, apply_override
@@ -50,6 +51,9 @@ def resolve_scheme_config(cfg: TrainConfig, regs: Any) -> dict[str, dict[str, An
         raise HarnessError(f"unknown option scheme.{unknown[0]} for scheme {cfg.scheme!r}; its options: {known}")
     cfg.scheme_options = {name: coerce(f"scheme.{name}", cfg.scheme_options.get(name, opt.default), opt.type)
                           for name, opt in options.items()}
+    for name, value in cfg.scheme_options.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise HarnessError(f"scheme.{name}={value} must be a finite number")
     check = getattr(entry.factory, "check_options", None)
     if callable(check):  # the scheme's own range checks, before any work
         check(dict(cfg.scheme_options))

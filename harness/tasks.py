@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.envs import VecTask
-from harness.errors import HarnessError, PluginError
+from harness.errors import HarnessError, PluginError, describe
 from harness.plugins import Registries
 
 
@@ -32,7 +32,7 @@ def make_task(regs: Registries, name: str, n_envs: int, seed: int, options: dict
         raise
     except Exception as exc:  # a broken task plugin is named, not shown as a traceback
         raise PluginError(f"plugin {entry.plugin!r}: task factory for {name!r} raised "
-                          f"{type(exc).__name__}: {exc}") from exc
+                          f"{describe(exc)}") from exc
     if not isinstance(task, VecTask):
         raise PluginError(f"plugin {entry.plugin!r}: task factory for {name!r} returned "
                           f"{type(task).__name__}, expected a harness.envs.VecTask")

@@ -21,7 +21,7 @@ from harness.advantage import gae
 from harness.checkpoint import capture_rng, restore_rng
 from harness.config import TrainConfig
 from harness.envs import VecTask
-from harness.errors import HarnessError, PluginError
+from harness.errors import HarnessError, PluginError, describe
 from harness.evaluation import play_fixed_episodes
 from harness.continuation import init_file, load_init
 from harness.devices import move_batch, move_scheme, resolve_device
@@ -63,8 +63,6 @@ class Trainer:
         scheme_entry = regs.schemes.get(cfg.scheme)
         # The scheme's options filled in and the keys it fixes set: the config says what runs.
         self.scheme_fixed = resolve_scheme_config(cfg, regs)
-        for key, change in self.scheme_fixed.items():
-            self.log(f"{cfg.scheme} fixes {key}={change['ran']} (the config asked {change['asked']})")
         network_entry = regs.networks.get(cfg.network)
         check_loggers(regs, cfg.loggers)
         self.device = resolve_device(cfg.device)
@@ -97,7 +95,7 @@ class Trainer:
         except Exception as exc:
             self.task.close()
             raise PluginError(f"plugin {network_entry.plugin!r}: network builder {cfg.network!r} raised "
-                              f"{type(exc).__name__}: {exc}") from exc
+                              f"{describe(exc)}") from exc
         self.builder = builder
         self.scheme_plugin = scheme_entry.plugin
         self._policy: Any = None
@@ -113,7 +111,7 @@ class Trainer:
             self.task.close()
             raise PluginError(f"plugin {scheme_entry.plugin!r}: scheme {cfg.scheme!r} (with network "
                               f"{cfg.network!r} of plugin {network_entry.plugin!r}) raised while building: "
-                              f"{type(exc).__name__}: {exc}") from exc
+                              f"{describe(exc)}") from exc
         if self.device.type != "cpu":
             move_scheme(self.scheme, self.device)
         needed = ("actors", "update", "state_dict", "load_state_dict", "set_lr_fraction")
@@ -443,7 +441,7 @@ class Trainer:
             raise
         except Exception as exc:
             raise PluginError(f"plugin {self.scheme_plugin!r}: scheme {self.cfg.scheme!r} raised in update(): "
-                              f"{type(exc).__name__}: {exc}") from exc
+                              f"{describe(exc)}") from exc
         if not isinstance(metrics, dict):
             raise PluginError(f"plugin {self.scheme_plugin!r}: scheme {self.cfg.scheme!r} update() returned "
                               f"{type(metrics).__name__}, expected a dict of metrics")
@@ -494,7 +492,7 @@ class Trainer:
             try:
                 self._end_trackers(finished=False)
             except Exception as exc:  # never hide why the run stopped
-                print(f"harness: warning: closing the trackers failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                print(f"harness: warning: closing the trackers failed: {describe(exc)}", file=sys.stderr)
         if getattr(self, "_lock", None) is not None:
             self._lock.release()
         self.task.close()

@@ -81,9 +81,54 @@ def register_schemes(register):
     register("frozen", Frozen)
     register("unseeded", Unseeded)
 
+from harness.envs import ActionSpace, StepResult, VecTask, episode_seed
+
+class Seeded(VecTask):
+    """Random start observations per episode; its scenario names one seeding mistake (or "sound")."""
+    def __init__(self, mistake, n_envs, seed, stream):
+        self.mistake, self.seed, self.stream = mistake, seed, stream
+        self.agents, self.obs_dims, self.state_dim = ["a"], [2], 2
+        self.action_spaces, self.n_envs, self.episode_limit = [ActionSpace("discrete", 2)], n_envs, 3
+        self.episodes, self.t, self.x = [0] * n_envs, [0] * n_envs, np.zeros((n_envs, 2), np.float32)
+
+    def _start(self, c):
+        copy = 0 if self.mistake == "nocopy" else c
+        stream = 0 if self.mistake == "nostream" else self.stream
+        self.x[c] = np.random.default_rng(episode_seed(self.seed, copy, self.episodes[c], stream)).normal(size=2)
+        self.t[c] = 0
+
+    def reset(self, episodes=None):
+        self.episodes = list(episodes) if episodes is not None else [0] * self.n_envs
+        for c in range(self.n_envs):
+            self._start(c)
+        return [self.x.copy()], self.x.copy()
+
+    def episode_counters(self):
+        return list(self.episodes)
+
+    def step(self, actions):
+        final = self.x.copy()
+        ended = []
+        for c in range(self.n_envs):
+            self.t[c] += 1
+            if self.t[c] >= 3:
+                ended.append(c)
+                if self.mistake != "nocount":
+                    self.episodes[c] += 1
+                self._start(c)
+        flags = np.array([c in ended for c in range(self.n_envs)])
+        return StepResult([self.x.copy()], self.x.copy(), final.sum(1), np.zeros(self.n_envs, bool), flags, final,
+                          episode_returns=[1.0] * len(ended), episode_lengths=[3] * len(ended),
+                          final_obs={c: [final[c]] for c in ended})
+
+def make_seeded(scenario, n_envs, seed, options, stream=0):
+    return Seeded(scenario, n_envs, seed, stream)
+
 @hookimpl
 def register_tasks(register):
     register("wrongreward", wrong_reward, scenarios=("simple_spread",))
+    for mistake in ("sound", "nocopy", "nostream", "nocount"):
+        register(mistake, make_seeded, scenarios=(mistake,))
 '''
 
 
@@ -103,7 +148,14 @@ def test_the_kit_catches_broken_plugins(tmp_path):
     assert not bad.ok and "distribution().log_prob disagrees with evaluate()" in bad.detail
     assert dist["box actor: act/evaluate shapes, log-probs, determinism, gradients"].ok
     names = {c.name for c in check_plugin(regs, "broken")}
-    assert names == {"frozen", "unseeded", "wrongreward", "baddist"}
+    assert names == {"frozen", "unseeded", "wrongreward", "baddist", "sound", "nocopy", "nostream", "nocount"}
+    # Tasks that would make evaluation play one episode many times, or replay training's episodes.
+    assert all(c.ok for c in check_task(regs, "sound"))
+    for family, message in (("nocopy", "copies 0 and 1 play the same episode 0"),
+                            ("nostream", "streams 0 and 1 play the same episode 0"),
+                            ("nocount", "copy 0 ended an episode but episode_counters() went 0 -> 0")):
+        failed = [c for c in check_task(regs, family) if not c.ok]
+        assert len(failed) == 1 and message in failed[0].detail, (family, failed)
 
 
 def test_unknown_plugin_name(regs):

@@ -164,6 +164,7 @@ def test_options_fixed_keys_and_the_record(regs, tmp_path, capsys):
                  "--set", "eval_episodes=2", "--set", "eval_envs=2", "--set", "ppo_epochs=7",
                  "--set", "scheme.kl_threshold=0.02"])
     assert code == 0
+    assert "harness: note: hatrpo fixes ppo_epochs=1 (you asked 7)" in capsys.readouterr().err
     record = json.loads((out / "config.json").read_text())
     cfg = record["config"]
     assert cfg["scheme_options"] == {"kl_threshold": 0.02, "ls_step": 10, "accept_ratio": 0.5, "backtrack_coeff": 0.8}
@@ -182,6 +183,7 @@ def test_options_fixed_keys_and_the_record(regs, tmp_path, capsys):
                                          "scheme.ls_step"),
                          ("scheme.ls_step=2.5", "scheme.ls_step='2.5' is not an integer"),
                          ("scheme.kl_threshold=0", "scheme.kl_threshold=0.0: kl_threshold must be > 0"),
+                         ("scheme.kl_threshold=inf", "scheme.kl_threshold=inf must be a finite number"),
                          ("scheme.=1", "empty scheme option name")):
         assert main(["train", "--scheme", "hatrpo", "--steps", "100", "--out", str(tmp_path / "bad"),
                      "--set", bad]) == 2
