@@ -73,9 +73,12 @@ def trust_region_step(actor: torch.nn.Module, obs: torch.Tensor, actions: torch.
     def mean_kl() -> torch.Tensor:
         return torch.distributions.kl_divergence(old_dist, actor.distribution(obs)).mean()
 
+    # The KL's gradient at the current parameters, kept differentiable: every Fisher-vector product
+    # (the KL's Hessian times v) differentiates it once more, without a new forward pass.
+    kl_grad = _flat(torch.autograd.grad(mean_kl(), params, create_graph=True))
+
     def fisher_product(v: torch.Tensor) -> torch.Tensor:
-        grads = _flat(torch.autograd.grad(mean_kl(), params, create_graph=True))
-        return _flat(torch.autograd.grad(grads @ v, params)) + damping * v
+        return _flat(torch.autograd.grad(kl_grad @ v, params, retain_graph=True)) + damping * v
 
     def set_params(flat: torch.Tensor) -> None:
         i = 0
