@@ -43,5 +43,8 @@ def test_executors_benchmark_prints_both_wall_times_and_their_ratio(tmp_path):
     out = subprocess.run([sys.executable, "benchmarks/executors.py", "--suite", str(suite)], cwd=ROOT,
                          capture_output=True, text=True, timeout=300, check=True).stdout
     local, ray, ratio = re.search(r"local ([\d.]+) s, ray ([\d.]+) s \(ray/local ([\d.]+)\)", out).groups()
-    assert float(local) > 0 and float(ray) > 0 and abs(float(ray) / float(local) - float(ratio)) < 0.01
+    local, ray, ratio = float(local), float(ray), float(ratio)
+    # the times are printed to 0.1 s, the ratio from the unrounded times: allow the rounding's effect
+    rounding = 0.05 * (1 / local + ray / local ** 2) + 1e-3
+    assert local > 0 and ray > 0 and abs(ray / local - ratio) <= rounding, (local, ray, ratio)
     assert "tiny.toml: best local" in out
