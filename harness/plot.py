@@ -119,9 +119,12 @@ def _absolute_return(run: RunDir) -> float:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """A hash of a run's config without its seed: runs that may be averaged share it."""
-    from harness.config import RUN_ONLY
-    rest = {k: v for k, v in config.items() if k != "seed" and k not in RUN_ONLY}
+    """A hash of a run's config without its seed: runs that may be averaged share it. Keys that say
+    only how a run is watched, and keys added later while they hold their defaults, are left out (as
+    in the run's config digest), so older runs hash as they did."""
+    from harness.config import OMIT_DEFAULT, RUN_ONLY
+    rest = {k: v for k, v in config.items() if k != "seed" and k not in RUN_ONLY
+            and not (k in OMIT_DEFAULT and v == OMIT_DEFAULT[k])}
     return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -260,3 +260,15 @@ def test_curves_align_seeds_that_evaluated_at_different_steps() -> None:
     assert r2["env_steps"].tolist() == [0, 100, 200]  # r1's steps, within r2's logged range
     assert r2["eval_return"].tolist() == pytest.approx([0, 2, 4])
     assert aligned[aligned.run_dir == "r1"]["eval_return"].tolist() == [0, 1, 2, 3]
+
+
+def test_config_hash_ignores_keys_added_later_at_their_defaults() -> None:
+    """A run made before a config key existed averages with one made after, while the key holds its
+    default (as their config digests agree); a value other than the default counts."""
+    from harness.config import TrainConfig
+    from harness.plot import config_hash
+    new = TrainConfig().to_dict()
+    old = {k: v for k, v in new.items() if k not in ("scheme_options", "init_from")}
+    assert config_hash(old) == config_hash(new)
+    assert config_hash({**new, "scheme_options": {"kl_threshold": 0.02}}) != config_hash(new)
+    assert config_hash({**new, "seed": 7, "loggers": ["tensorboard"]}) == config_hash(new)
