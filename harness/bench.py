@@ -100,9 +100,11 @@ def _no_run_keys(table: dict[str, Any], path: Path, where: str) -> None:
         raise HarnessError(f"{path}: {where} sets {bad[0]!r}, which [suite] decides (its tasks, schemes and seeds)")
 
 
-def _with_include(table: Any, path: Path, where: str) -> dict[str, Any]:
+def _with_include(table: Any, path: Path, where: str, scheme: str | None = None) -> dict[str, Any]:
     """An override table whose ``include = "file.toml"`` (relative to the suite file; a list is
-    allowed) is replaced by that file's overrides, the table's own keys applied after them."""
+    allowed) is replaced by that file's overrides, the table's own keys applied after them. A file's
+    ``scheme`` (a sweep's ``best.toml`` names the scheme it tuned) must be the ``[schemes.X]`` table's
+    own scheme, and is dropped."""
     need(isinstance(table, dict), path, f"{where} must be a table")
     table = dict(table)
     files = table.pop("include", [])
@@ -112,9 +114,13 @@ def _with_include(table: Any, path: Path, where: str) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for f in files:
         try:
-            merged.update(load_overrides_file(path.parent / f))
+            included = dict(load_overrides_file(path.parent / f))
         except HarnessError as exc:
             raise HarnessError(f"{path}: {where} include: {exc}") from None
+        made_for = included.pop("scheme", scheme)
+        need(made_for == scheme, path, f"{where} include {f!r} holds the settings of scheme {made_for!r}; "
+                                       f"include it in [schemes.{made_for}]")
+        merged.update(included)
     merged.update(table)
     return merged
 
@@ -150,7 +156,7 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
     data["config"] = _with_include(data.get("config", {}), path, "[config]")
     _no_run_keys(data["config"], path, "[config]")
     data["tasks"] = {t: _with_include(v, path, f"[tasks.{t!r}]") for t, v in data.get("tasks", {}).items()}
-    data["schemes"] = {s: _with_include(v, path, f"[schemes.{s}]") for s, v in data.get("schemes", {}).items()}
+    data["schemes"] = {s: _with_include(v, path, f"[schemes.{s}]", s) for s, v in data.get("schemes", {}).items()}
     tune_specs = tuning.take_specs(data, path, schemes)
     for where, tables in (("tasks", data["tasks"]), ("schemes", data["schemes"])):
         for key, table in tables.items():

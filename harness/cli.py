@@ -64,22 +64,29 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _print_options(regs, name: str) -> int:
-    """The task options (``--set env.NAME=value``) of a task family, a scheme's options (``--set
-    scheme.NAME=value``) and the keys it fixes, or an executor's options."""
-    family = name.partition("/")[0]
-    if family in regs.tasks:
-        entry, what = regs.tasks.get(family), f"task options of {family} (--set env.NAME=value)"
-    elif family in regs.schemes:
+    """The task options (``--set env.NAME=value``) of a task family (or family/scenario), a scheme's
+    options (``--set scheme.NAME=value``) and the keys it fixes, or an executor's options."""
+    family, slash, _ = name.partition("/")
+    kinds = ((regs.tasks, "task options of {} (--set env.NAME=value)"),
+             (regs.schemes, "options of scheme {} (--set scheme.NAME=value)"),
+             (regs.executors, "options of executor {} (--executor-option NAME=value)"))
+    found = [(reg, what) for reg, what in kinds if family in reg]
+    if not found:
+        known = ", ".join(sorted({*regs.tasks.names(), *regs.schemes.names(), *regs.executors.names()}))
+        raise HarnessError(f"--options {name!r}: not a task family, scheme or executor; known: {known}")
+    reg, what = found[0]
+    if slash and reg is not regs.tasks:
+        raise HarnessError(f"--options {name!r}: only task names take a scenario; give {family!r}")
+    if slash:
+        from harness.tasks import make_task
+        make_task(regs, name, 1, 0, {}).close()  # an unknown scenario is an error listing the known ones
+    entry = reg.get(family)
+    if reg is regs.schemes:
         from harness.scheme_config import declared
-        entry, what = regs.schemes.get(family), f"options of scheme {family} (--set scheme.NAME=value)"
         for key, value in declared(entry)[1].items():
             print(f"{family} fixes {key} = {value!r}")
-    elif family in regs.executors:
-        entry, what = regs.executors.get(family), f"options of executor {family} (--executor-option NAME=value)"
-    else:
-        regs.tasks.get(family)  # the error lists the known task families
     options = entry.extra.get("options") or {}
-    print(f"{what}:" if options else f"{family}: no options")
+    print(f"{what.format(family)}:" if options else f"{family}: no options")
     for key, opt in options.items():
         typ = getattr(opt.type, "__name__", str(opt.type))
         print(f"  {key:16s} {typ:6s} default {opt.default!r:10s} {opt.help}")

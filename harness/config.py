@@ -200,6 +200,9 @@ def apply_override(cfg: TrainConfig, key: str, value: Any) -> None:
             raise HarnessError(f"empty {prefix} option name in {key!r} (write {prefix}.NAME=value)")
         getattr(cfg, TABLES[prefix])[name] = value
         return
+    if key in TABLES and isinstance(value, dict):  # TOML's dotted keys: scheme.kl_threshold = 0.02
+        getattr(cfg, TABLES[key]).update(value)
+        return
     if key in TABLES.values():
         if not isinstance(value, dict):
             raise HarnessError(f"{key}={value!r} must be a table of options")
@@ -326,8 +329,8 @@ def load_overrides_file(path: str | Path) -> list[tuple[str, Any]]:
     options), such as the ``best.toml`` a sweep writes. Keys are checked when the config is built."""
     data = read_toml(path, "config")
     for key in data:
-        if key not in FIELDS:
-            raise HarnessError(f"{path}: unknown option {key!r}; known: {', '.join(FIELDS)}")
+        if key not in FIELDS and key.partition(".")[0] not in TABLES:
+            raise HarnessError(f"{path}: unknown option {key!r}; known: {', '.join(FIELDS)}, env.NAME, scheme.NAME")
     return list(data.items())
 
 

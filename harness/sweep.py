@@ -68,6 +68,10 @@ TOP_KEYS = {"sweep", "config", "space"}
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 
+#: The fields of a searched dimension in a sweep space.
+DIMENSION_FIELDS = {"low", "high", "log", "step", "choices"}
+
+
 @dataclass
 class Dimension:
     """One searched (or fixed) config key."""
@@ -99,7 +103,7 @@ def parse_dimension(name: str, spec: Any, where: str, int_options: frozenset[str
     accepted = "{low, high[, log][, step]}, {choices = [...]} or a plain value"
     if not isinstance(spec, dict):
         return Dimension(name, "fixed", value=spec)
-    unknown = set(spec) - {"low", "high", "log", "step", "choices"}
+    unknown = set(spec) - DIMENSION_FIELDS
     if unknown:
         raise HarnessError(f"{where}: {name} has unknown field(s) {sorted(unknown)}; accepted: {accepted}")
     if "choices" in spec:
@@ -225,11 +229,21 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
         need(name in space_specs, path, f"[sweep] exclude names {name!r}, which is not in the search space "
               f"{sorted(space_specs)}")
         del space_specs[name]
-    space_specs.update(data.get("space", {}))
+    for name, spec in data.get("space", {}).items():
+        if name in TABLES and isinstance(spec, dict) and not set(spec) & DIMENSION_FIELDS:
+            # TOML's dotted keys: scheme.kl_threshold = { ... } is a table {"scheme": {...}}
+            space_specs.update({f"{name}.{k}": v for k, v in spec.items()})
+        else:
+            space_specs[name] = spec
     where = f"{path}: search space"
     int_options = frozenset(f"scheme.{n}" for n, o in scheme_config.declared(entry)[0].items()
                             if o.type is int)
     space = [parse_dimension(n, s, where, int_options) for n, s in space_specs.items()]
+    fixed_by_scheme = scheme_config.declared(entry)[1]
+    for d in space:
+        need(d.name not in fixed_by_scheme or d.kind == "fixed", path,
+             f"search space: scheme {scheme!r} fixes {d.name}={fixed_by_scheme.get(d.name)!r}, so it cannot be "
+             "searched; remove it from the space")
     need(any(d.kind != "fixed" for d in space), path, "the search space is empty (nothing to tune)")
 
     fixed = list(data.get("config", {}).items()) + list(last)

@@ -129,9 +129,9 @@ class HATRPO(OnPolicyScheme):
         """Ranges of the options (called when a config is resolved, before any work)."""
         o = options
         for bad, need in ((not o["kl_threshold"] > 0, "kl_threshold must be > 0"),
-                          (o["ls_step"] < 1, "ls_step must be >= 1"),
+                          (not 1 <= o["ls_step"] <= 1000, "ls_step must be from 1 to 1000"),
                           (not 0 <= o["accept_ratio"] <= 1, "accept_ratio must be from 0 to 1"),
-                          (not 0 < o["backtrack_coeff"] < 1, "backtrack_coeff must be between 0 and 1")):
+                          (not 0 < o["backtrack_coeff"] < 1, "backtrack_coeff must be strictly between 0 and 1")):
             if bad:
                 key = need.split()[0]
                 raise HarnessError(f"scheme.{key}={o[key]}: {need}")

@@ -204,6 +204,11 @@ def test_train_help_and_plugins_list_scheme_options(capsys):
     assert main(["plugins", "--options", "hatrpo"]) == 0
     text = capsys.readouterr().out
     assert "hatrpo fixes entropy_coef = 0.0" in text and "ls_step" in text
+    for name, message in (("hatrpo/x", "only task names take a scenario; give 'hatrpo'"),
+                          ("HATRPO", "not a task family, scheme or executor; known: happo, hatrpo,"),
+                          ("mpe/nosuch", "unknown task 'mpe/nosuch'")):
+        assert main(["plugins", "--options", name]) == 2
+        assert message in capsys.readouterr().err, name
 
 
 def test_a_network_without_distributions_is_refused_by_name(regs):
@@ -291,5 +296,51 @@ trials = 2
 "scheme.backtrack_coeff" = { low = 0.5, high = 1.5 }
 """)
     assert main(["sweep", str(sweep), "--out", str(tmp_path / "o"), "--quiet"]) == 2
-    assert "scheme.backtrack_coeff=1.5: backtrack_coeff must be between 0 and 1" in capsys.readouterr().err
+    assert "scheme.backtrack_coeff=1.5: backtrack_coeff must be strictly between 0 and 1" in capsys.readouterr().err
     assert not (tmp_path / "o" / "study.db").exists()
+
+
+def test_scheme_options_written_the_ways_toml_allows(regs, tmp_path, capsys):
+    """A dotted key (scheme.kl_threshold = ...), a [scheme] table, a quoted "scheme.x" key and a
+    scheme_options table all set the option, in --config files and sweep spaces alike."""
+    from harness.config import load_overrides_file
+    for text in ('scheme.kl_threshold = 0.02\n', '[scheme]\nkl_threshold = 0.02\n', '"scheme.kl_threshold" = 0.02\n',
+                 'scheme_options = { kl_threshold = 0.02 }\n'):
+        f = tmp_path / "c.toml"
+        f.write_text(text)
+        cfg = build_config(load_overrides_file(f) + [("scheme", "hatrpo")])
+        resolve_scheme_config(cfg, regs)
+        assert cfg.scheme_options["kl_threshold"] == 0.02, text
+    from harness.sweep import sweep_from_data
+    import tomllib
+    data = tomllib.loads('[sweep]\nscheme = "hatrpo"\ntasks = ["mpe/simple_spread"]\nsteps = 400\ntrials = 2\n'
+                         'default_space = false\n[space]\nscheme.kl_threshold = { low = 0.001, high = 0.02 }\n')
+    sweep = sweep_from_data(data, tmp_path / "s.toml", tmp_path / "o", regs=regs)
+    assert [(d.name, d.kind, d.low, d.high) for d in sweep.space] == [("scheme.kl_threshold", "float", 0.001, 0.02)]
+
+
+def test_a_sweep_cannot_search_a_key_the_scheme_fixes(tmp_path, capsys):
+    sweep = tmp_path / "fixed.toml"
+    sweep.write_text('[sweep]\nscheme = "hatrpo"\ntasks = ["mpe/simple_spread"]\nsteps = 400\ntrials = 2\n'
+                     '[space]\nppo_epochs = { low = 3, high = 10 }\n')
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "scheme 'hatrpo' fixes ppo_epochs=1, so it cannot be searched" in err and err.count("\n") == 1
+
+
+def test_a_sweeps_best_toml_is_included_in_its_schemes_table_only(tmp_path, capsys):
+    from harness.bench import load_suite
+    best = tmp_path / "best.toml"
+    best.write_text('scheme = "hatrpo"\ncritic_lr = 0.001\n\n[scheme_options]\nkl_threshold = 0.02\n')
+    suite = tmp_path / "s.toml"
+    head = '[suite]\nschemes = ["happo", "hatrpo"]\ntasks = ["mpe/simple_spread"]\nseeds = 1\nsteps = 400\n'
+    suite.write_text(head + '[schemes.hatrpo]\ninclude = "best.toml"\n')
+    loaded = load_suite(suite, tmp_path / "o")
+    run = next(r for r in loaded.runs if r.scheme == "hatrpo")
+    cfg = build_config(run.overrides)
+    assert cfg.critic_lr == 0.001 and cfg.scheme_options == {"kl_threshold": 0.02}
+    suite.write_text(head + '[schemes.happo]\ninclude = "best.toml"\n')
+    from harness.errors import HarnessError
+    with pytest.raises(HarnessError, match=r"include 'best.toml' holds the settings of scheme 'hatrpo'; "
+                                           r"include it in \[schemes.hatrpo\]"):
+        load_suite(suite, tmp_path / "o")
