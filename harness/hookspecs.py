@@ -45,13 +45,17 @@ def register_networks(register: Callable[..., None]) -> None:
 
 @hookspec
 def register_schemes(register: Callable[..., None]) -> None:
-    """Add update schemes: ``register(name, scheme_class, description="", search_space={...})``.
+    """Add update schemes: ``register(name, scheme_class, description="", search_space={...}, options={...},
+    fixed={...})``.
 
     ``scheme_class(task, builder, config)`` (the :class:`harness.envs.VecTask`, the network plugin's
     builder and the run's :class:`harness.config.TrainConfig`) must expose ``actors`` (one per agent),
     ``update(batch) -> dict[str, float]``, ``state_dict()``, ``load_state_dict()`` and
     ``set_lr_fraction(fraction)``, and ``values(states)`` unless it sets ``state_critic = False``.
-    ``search_space`` is the scheme's default sweep space (see ``harness sweep``).
+    ``search_space`` is the scheme's default sweep space (see ``harness sweep``); ``options`` (a dict of
+    :class:`harness.envs.Option`) the scheme's own settings, set as ``scheme.NAME=value`` and read from
+    ``config.scheme_options``; ``fixed`` the core config keys it sets to one value (recorded as run).
+    See :mod:`harness.scheme_config`.
     """
 
 
