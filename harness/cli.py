@@ -119,9 +119,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise HarnessError("--out '' is empty; give a directory (or leave --out out for the default)")
     regs = load_plugins(args.plugin)
     import copy
-    from harness.scheme_config import resolve_scheme_config, resolved
+    from harness.scheme_config import resolve_scheme_config
+    run_cfg = copy.deepcopy(cfg)  # as the run records it: the scheme's options filled in, its fixed keys set
     defaults = TrainConfig()
-    for key, change in resolve_scheme_config(copy.deepcopy(cfg), regs).items():  # said even with --quiet
+    for key, change in resolve_scheme_config(run_cfg, regs).items():  # said even with --quiet
         if change["asked"] == getattr(defaults, key):
             continue  # not asked for by the user: config.json's scheme_fixed records it
         print(f"harness: note: {cfg.scheme} fixes {key}={change['ran']} (you asked {change['asked']})",
@@ -137,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lock = RunLock(out)  # no other writer while config.json changes
         lock.acquire()
         try:
-            extended = extend_run(out, resolved(cfg, regs), args.accept_new_schedule)
+            extended = extend_run(out, run_cfg, args.accept_new_schedule)
         finally:
             lock.release()
         if extended and not args.quiet:
