@@ -1,4 +1,5 @@
-"""Generalised advantage estimation with proper time-limit handling.
+"""Generalised advantage estimation with proper time-limit handling, and a rollout's advantages from a
+V(state) critic.
 
 A truncated episode (time limit) is bootstrapped from V(final state); a terminated one is not.
 Unlike HARL, which zeroes the accumulator at a truncation without bootstrapping, the harness
@@ -7,6 +8,9 @@ bootstraps from the value of the state the episode was cut at.
 
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
 import torch
 
 
@@ -33,3 +37,29 @@ def gae(
         acc = deltas[t] + gamma * lam * not_done[t] * acc
         adv[t] = acc
     return adv, adv + values
+
+
+def critic_advantages(values: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], states: np.ndarray,
+                      final_states: np.ndarray, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+                      gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A rollout's advantages from a V(state) critic: ``(advantages, returns, old_values)``, each ``[T * E]``.
+
+    ``states`` is ``[T + 1, E, S]`` (the state before every step and after the last), ``final_states``
+    ``[T, E, S]`` the state each step reached before any reset; ``values(states)`` is the critic's
+    ``(raw outputs, values)``. One critic pass covers every state of the rollout and the final states
+    of the truncated episodes, which are bootstrapped from. The advantages are normalised over the
+    batch; ``old_values`` are the raw outputs (the critic's units) at the rollout's states.
+    """
+    T, E = rewards.shape
+    term, trunc = torch.from_numpy(terminated), torch.from_numpy(truncated)
+    st = torch.from_numpy(states).reshape((T + 1) * E, -1)
+    cut = trunc.reshape(-1).nonzero().squeeze(-1)
+    extra = torch.from_numpy(final_states).reshape(T * E, -1)[cut]
+    raw, vals = values(torch.cat([st, extra]))
+    v = vals[: (T + 1) * E].reshape(T + 1, E)
+    next_values = v[1:].clone().reshape(-1)
+    next_values[cut] = vals[(T + 1) * E:]
+    adv, ret = gae(torch.from_numpy(rewards), v[:T], next_values.reshape(T, E), term, trunc, gamma, lam)
+    adv = adv.reshape(-1)
+    adv = (adv - adv.mean()) / (adv.std() + 1e-5) if adv.numel() > 1 else adv - adv.mean()
+    return adv, ret.reshape(-1), raw[: T * E]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -50,7 +51,20 @@ def load_file(path: Any) -> dict[str, Any]:
     return state
 
 
-def _reason(exc: BaseException) -> str:
+def load_policy(path: Path) -> dict[str, Any]:
+    """A ``best.pt`` or ``checkpoint.pt`` (anything holding a scheme state) loaded without running code;
+    a file that is not one is a one-line error (never a hint to load it unsafely)."""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        raise HarnessError(f"{path} is not a harness checkpoint ({reason(exc)})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("scheme"), dict):
+        raise HarnessError(f"{path} is not a harness checkpoint (no scheme state in it)")
+    return state
+
+
+def reason(exc: BaseException) -> str:
+    """Why a checkpoint could not be used, on one line (a refused unsafe load said as such)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if "Weights only load failed" in str(exc) or "Unsupported global" in str(exc):
         text = "it holds objects that only code could rebuild (refused: loading it could run code)"
@@ -77,7 +91,7 @@ def resume_from(run: RunDir, config_digest: str | set[str], task_spec: dict[str,
                 raise ValueError("it was made for another task (its task spec differs from this run's)")
             apply(state)
         except Exception as exc:  # any failure: fall back to the previous checkpoint
-            failures.append(f"{path.name} ({_reason(exc)})")
+            failures.append(f"{path.name} ({reason(exc)})")
             continue
         if failures:
             print(f"harness: warning: {run.path}: passed over {failures[0]}; resuming from {path.name} "

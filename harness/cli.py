@@ -154,8 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from harness import watch
-    watch.headless_gl()  # before MuJoCo is imported
+    from harness import eval_run
+    eval_run.headless_gl()  # before MuJoCo is imported
     if args.episodes is not None and args.episodes < 1:
         raise HarnessError(f"--episodes {args.episodes} must be >= 1")
     if args.video_episodes < 1:
@@ -168,13 +168,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise HarnessError(f"--fps {args.fps} must be > 0")
     if args.video is not None and Path(args.video).is_dir():
         raise HarnessError(f"--video {args.video!r} is a directory; give a file name ending in .gif or .mp4")
-    if args.video is not None and Path(args.video).suffix.lower() not in watch.VIDEO_FORMATS:
-        raise HarnessError(f"--video {args.video!r}: expected a file name ending in {' or '.join(watch.VIDEO_FORMATS)}")
-    trainer = watch.load_trainer(args.run, args.policy, args.seed, args.episodes, plugins=args.plugin)
+    if args.video is not None and Path(args.video).suffix.lower() not in eval_run.VIDEO_FORMATS:
+        raise HarnessError(f"--video {args.video!r}: expected a file name ending in {' or '.join(eval_run.VIDEO_FORMATS)}")
+    trainer = eval_run.load_trainer(args.run, args.policy, args.seed, args.episodes, plugins=args.plugin)
     try:
-        result = watch.score(trainer)
+        result = eval_run.score(trainer)
         if args.video is not None:
-            result["video"] = watch.record_video(trainer, args.video, args.video_episodes, args.fps, args.frame_step)
+            result["video"] = eval_run.record_video(trainer, args.video, args.video_episodes, args.fps, args.frame_step)
     finally:
         trainer.close()
     if args.json:

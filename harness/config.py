@@ -11,12 +11,16 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
-from harness.envs import coerce
+from harness.options import coerce
 from harness.errors import HarnessError
+
+#: The device names a config accepts (``device``; resolved by :mod:`harness.devices`).
+DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d+)?")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -115,7 +119,6 @@ class TrainConfig:
             raise HarnessError(f"eval_interval={self.eval_interval} must be >= 0")
         if self.activation not in ("relu", "tanh"):
             raise HarnessError(f"activation={self.activation!r} is not one of: relu, tanh")
-        from harness.devices import DEVICE_PATTERN
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise HarnessError(f"device={self.device!r} is not one of: cpu, cuda, cuda:N, auto")
         if self.share_params not in ("auto", "true", "false"):

@@ -205,7 +205,7 @@ def _check_distinct_episodes(regs: Registries, name: str, options: dict[str, Any
 def _check_frames(regs: Registries, name: str, options: dict[str, Any]) -> None:
     """A task that declares the ``render`` option draws RGB frames of copy 0 that change over steps
     (``harness eval --video``), with the episodes it plays without drawing."""
-    from harness.watch import headless_gl
+    from harness.eval_run import headless_gl
     headless_gl()
     plain = make_task(regs, name, 1, 0, options)
     drawn = make_task(regs, name, 1, 0, {**options, "render": True})

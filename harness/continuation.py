@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.checkpoint import load_policy, reason
 from harness.config import RUN_ONLY, TrainConfig, config_diff, config_digest
 from harness.errors import HarnessError
+from harness.plugins import file_sha256
 from harness.results import RunDir
 
 
@@ -80,18 +82,15 @@ def init_file(spec: str) -> Path:
 
 def load_init(spec: str, scheme: Any) -> dict[str, Any]:
     """Load the scheme state ``spec`` names into ``scheme``; return what config.json records of it."""
-    from harness.provenance import file_sha256
     path = init_file(spec)
-    from harness.checkpoint import _reason
-    from harness.watch import read_policy
     try:
-        state = read_policy(path)
+        state = load_policy(path)
     except HarnessError as exc:
         raise HarnessError(f"init_from={spec!r}: {exc}") from None
     try:
         scheme.load_state_dict(state["scheme"])
     except Exception as exc:
-        raise HarnessError(f"init_from={spec!r}: {path.name} does not fit this run's networks ({_reason(exc)}); "
+        raise HarnessError(f"init_from={spec!r}: {path.name} does not fit this run's networks ({reason(exc)}); "
                            "start from a run of the same task, scheme and network sizes") from None
     source = RunDir(path.parent).read_config() or {}
     best = state.get("best")

@@ -6,14 +6,12 @@ networks wherever they are)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
 
+from harness.config import DEVICE_PATTERN
 from harness.errors import HarnessError
-
-DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d+)?")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,4 +1,10 @@
-"""User-facing errors: the CLI prints them as one line and exits non-zero, without a traceback."""
+"""User-facing errors: the CLI prints them as one line and exits non-zero, without a traceback; and
+:func:`plugin_call`, the one wrapper that turns an exception from a plugin's code into such a line."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 
 class HarnessError(Exception):
@@ -17,3 +23,16 @@ def describe(exc: BaseException, limit: int = 300) -> str:
     if len(text) > limit or len(lines) > 1:
         text = text[:limit].rstrip() + " ..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextmanager
+def plugin_call(what: str) -> Iterator[None]:
+    """Run a call into a plugin: an exception it raises (other than a :class:`HarnessError`, which is
+    already one line) becomes the :class:`PluginError` ``"<what> <Type>: <message>"``, where ``what``
+    names the plugin and the call (``"plugin 'x': task factory for 'mpe/a' raised"``)."""
+    try:
+        yield
+    except HarnessError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{what} {describe(exc)}") from exc

@@ -6,7 +6,7 @@ as it ends, and stop on request; faults are absorbed by re-running a job, which 
 last checkpoint. Executors are plugins: ``register_executors(register)`` calls
 ``register(name, executor_class, description="", options={...})``; ``executor_class(jobs,
 options)`` gets the parallelism asked for (None: the executor's default) and the option values,
-checked against the declared :class:`harness.envs.Option` schema.
+checked against the declared :class:`harness.options.Option` schema.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.envs import coerce
-from harness.errors import HarnessError, describe
+from harness.errors import HarnessError, plugin_call
+from harness.options import resolve
 
 
 @dataclass
@@ -72,18 +72,10 @@ class Executor(ABC):
 def make_executor(regs: Any, name: str, jobs: int | None, options: dict[str, Any]) -> Executor:
     """The registered executor ``name`` with its options checked (one-line errors for bad ones)."""
     entry = regs.executors.get(name)
-    schema = entry.extra.get("options") or {}
-    unknown = sorted(set(options) - set(schema))
-    if unknown:
-        raise HarnessError(f"executor {name!r} has no option {unknown[0]!r}; its options: {', '.join(sorted(schema)) or '(none)'}")
-    opts = {k: o.default for k, o in schema.items()}
-    opts.update({k: coerce(f"executor option {k}", v, schema[k].type) for k, v in options.items()})
-    try:
+    opts = resolve(entry.extra.get("options") or {}, options, lambda k: f"executor option {k}",
+                   lambda k, known: f"executor {name!r} has no option {k!r}; its options: {', '.join(known) or '(none)'}")
+    with plugin_call(f"plugin {entry.plugin!r}: executor {name!r} could not start:"):
         runner = entry.factory(jobs, opts)
-    except HarnessError:
-        raise
-    except Exception as exc:
-        raise HarnessError(f"plugin {entry.plugin!r}: executor {name!r} could not start: {describe(exc)}") from None
     if not isinstance(runner, Executor):
         raise HarnessError(f"plugin {entry.plugin!r}: executor {name!r} is a {type(runner).__name__}, "
                            "expected a harness.executor.Executor")

@@ -7,6 +7,7 @@ plugin that is not installed.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -20,8 +21,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.blame import PLUGIN_MODULES
-from harness.errors import PluginError, describe
-from harness.provenance import plugin_record
+from harness.errors import PluginError, describe, plugin_call
 from harness.registry import Entry, Registry
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
@@ -37,21 +37,38 @@ class Registries:
     manager: pluggy.PluginManager
     executors: Registry = field(default_factory=lambda: Registry("executor"))
     loggers: Registry = field(default_factory=lambda: Registry("logger"))
-    # One record per loaded plugin (see harness.provenance.plugin_record), in load order.
+    # One record per loaded plugin (see :func:`plugin_record`), in load order.
     plugins: list[dict[str, Any]] = field(default_factory=list)
 
     def emit(self, hook: str, **kwargs: Any) -> None:
         """Call every plugin's implementation of event hook ``hook`` (a plugin that raises is named)."""
         for impl in getattr(self.manager.hook, hook).get_hookimpls():
-            try:
+            with plugin_call(f"plugin {impl.plugin_name!r} raised in hook {hook}:"):
                 impl.function(**kwargs)
-            except Exception as exc:
-                raise PluginError(f"plugin {impl.plugin_name!r} raised in hook {hook}: "
-                                  f"{describe(exc)}") from exc
 
     def emit_metrics(self, record: dict[str, Any], run_dir: Path | None) -> None:
         """Send one metrics record to every plugin's ``on_metrics`` hook."""
         self.emit("on_metrics", record=record, run_dir=run_dir)
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """The SHA-256 of a file's bytes, or None when it cannot be read."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def module_file(module: Any) -> str | None:
+    """The source file of a module object (None for built-in or namespace modules)."""
+    path = getattr(module, "__file__", None)
+    return str(Path(path).resolve()) if path else None
+
+
+def plugin_record(name: str, module: Any, **source: Any) -> dict[str, Any]:
+    """What identifies one loaded plugin: its name, where it came from, its file and that file's hash."""
+    path = module_file(module)
+    return {"name": name, **source, "file": path, "sha256": file_sha256(path) if path else None}
 
 
 def _import_plugin(spec: str) -> Any:
@@ -92,14 +109,8 @@ def _call_registration(pm: pluggy.PluginManager, hook_name: str, registry: Regis
         def register(name: str, factory: Any, description: str = "", **extra: Any) -> None:
             registry.add(Entry(name, factory, plugin_name, description, extra))
 
-        try:
+        with plugin_call(f"plugin {plugin_name!r} raised in hook {hook_name}:"):
             returned = impl.function(register=register)
-        except PluginError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"plugin {plugin_name!r} raised in hook {hook_name}: {describe(exc)}"
-            ) from exc
         if returned is not None:
             raise PluginError(f"plugin {plugin_name!r}: hook {hook_name} returned {type(returned).__name__}; "
                               "it must call register(name, factory, ...) and return None")

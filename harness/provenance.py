@@ -11,31 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from pathlib import Path
 from typing import Any
+
+from harness.plugins import file_sha256, module_file
 
 #: config.json value for runs written before code digests were recorded.
 UNKNOWN = "-"
-
-
-def file_sha256(path: str | Path) -> str | None:
-    """The SHA-256 of a file's bytes, or None when it cannot be read."""
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-def module_file(module: Any) -> str | None:
-    """The source file of a module object (None for built-in or namespace modules)."""
-    path = getattr(module, "__file__", None)
-    return str(Path(path).resolve()) if path else None
-
-
-def plugin_record(name: str, module: Any, **source: Any) -> dict[str, Any]:
-    """What identifies one loaded plugin: its name, where it came from, its file and that file's hash."""
-    path = module_file(module)
-    return {"name": name, **source, "file": path, "sha256": file_sha256(path) if path else None}
 
 
 def code_record(regs: Any, cfg: Any) -> dict[str, Any]:

@@ -39,13 +39,25 @@ PPO_SEARCH_SPACE: dict[str, Any] = {
 }
 
 
+def core_advantages(scheme: Any) -> bool:
+    """Whether the core computes ``scheme``'s advantages: its ``core_advantages``, or the earlier name
+    ``state_critic`` where a scheme sets only that (default True)."""
+    # The most derived setting wins: the object's own, then its class's, then the bases'.
+    for found in [getattr(scheme, "__dict__", {}), *(vars(k) for k in type(scheme).__mro__)]:
+        for name in ("core_advantages", "state_critic"):
+            if name in found:
+                return bool(found[name])
+    return True
+
+
 class OnPolicyScheme:
     """Actors (one group per agent by default), a centralised critic, and the PPO-style update."""
 
     sequential: bool = False
-    # True: the trainer computes advantages from this scheme's V(state) critic (``values``).
+    # True: the core computes the batch's advantages (GAE) from this scheme's V(state) critic (``values``).
     # False: the batch carries the raw rollout and the scheme computes its own (e.g. per-agent critics).
-    state_critic: bool = True
+    # ``state_critic`` is the earlier name of this flag and is still honoured (see core_advantages()).
+    core_advantages: bool = True
 
     def __init__(self, task: Any, builder: Any, config: Any) -> None:
         self.cfg = config

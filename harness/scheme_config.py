@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 from harness.config import FIELDS, TrainConfig, apply_override
-from harness.envs import Option, coerce
+from harness.options import Option, resolve
 from harness.errors import HarnessError, PluginError
 
 
@@ -27,7 +27,7 @@ def declared(entry: Any) -> tuple[dict[str, Option], dict[str, Any]]:
     fixed = entry.extra.get("fixed") or {}
     where = f"plugin {entry.plugin!r}: scheme {entry.name!r}"
     if not isinstance(options, dict) or not all(isinstance(o, Option) for o in options.values()):
-        raise PluginError(f"{where} registered options={options!r}; expected a dict of harness.envs.Option")
+        raise PluginError(f"{where} registered options={options!r}; expected a dict of harness.options.Option")
     if not isinstance(fixed, dict):
         raise PluginError(f"{where} registered fixed={fixed!r}; expected a dict of config keys and values")
     clash = sorted(set(options) & set(FIELDS))
@@ -45,12 +45,10 @@ def resolve_scheme_config(cfg: TrainConfig, regs: Any) -> dict[str, dict[str, An
     keys whose asked value differed, ``{key: {"asked": a, "ran": b}}``, for the run's record."""
     entry = regs.schemes.get(cfg.scheme)
     options, fixed = declared(entry)
-    unknown = sorted(set(cfg.scheme_options) - set(options))
-    if unknown:
-        known = ", ".join(f"scheme.{k}" for k in sorted(options)) or "none"
-        raise HarnessError(f"unknown option scheme.{unknown[0]} for scheme {cfg.scheme!r}; its options: {known}")
-    cfg.scheme_options = {name: coerce(f"scheme.{name}", cfg.scheme_options.get(name, opt.default), opt.type)
-                          for name, opt in options.items()}
+    given = {**{k: o.default for k, o in options.items()}, **cfg.scheme_options}  # defaults converted too
+    cfg.scheme_options = resolve(options, given, lambda k: f"scheme.{k}",
+                                 lambda k, known: f"unknown option scheme.{k} for scheme {cfg.scheme!r}; its options: "
+                                                  + (", ".join(f"scheme.{n}" for n in known) or "none"))
     for name, value in cfg.scheme_options.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise HarnessError(f"scheme.{name}={value} must be a finite number")

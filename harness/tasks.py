@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.envs import VecTask
-from harness.errors import HarnessError, PluginError, describe
+from harness.errors import HarnessError, PluginError, plugin_call
 from harness.plugins import Registries
+from harness.task_api import VecTask
 
 
 def split_task(name: str) -> tuple[str, str]:
@@ -26,14 +26,9 @@ def make_task(regs: Registries, name: str, n_envs: int, seed: int, options: dict
     if scenarios and not entry.extra.get("open_scenarios") and scenario not in scenarios:
         raise HarnessError(f"unknown task {name!r}; known {family} tasks: "
                            + ", ".join(f"{family}/{s}" for s in scenarios))
-    try:
+    with plugin_call(f"plugin {entry.plugin!r}: task factory for {name!r} raised"):  # named, not a traceback
         task = entry.factory(scenario, n_envs, seed, dict(options), stream=stream)
-    except HarnessError:
-        raise
-    except Exception as exc:  # a broken task plugin is named, not shown as a traceback
-        raise PluginError(f"plugin {entry.plugin!r}: task factory for {name!r} raised "
-                          f"{describe(exc)}") from exc
     if not isinstance(task, VecTask):
         raise PluginError(f"plugin {entry.plugin!r}: task factory for {name!r} returned "
-                          f"{type(task).__name__}, expected a harness.envs.VecTask")
+                          f"{type(task).__name__}, expected a harness.task_api.VecTask")
     return task

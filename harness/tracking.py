@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import TABLES
-from harness.errors import HarnessError, PluginError
+from harness.errors import HarnessError, plugin_call
 
 IDS_FILE = "trackers.json"
 
@@ -100,12 +100,11 @@ class RunTrackers:
         for name in names:
             entry = regs.loggers.get(name)
             try:
-                self.trackers.append(entry.factory(run_dir, config, record, start_iteration))
-            except Exception as exc:
+                with plugin_call(f"logger {name!r} (plugin {entry.plugin!r}) failed to start:"):
+                    self.trackers.append(entry.factory(run_dir, config, record, start_iteration))
+            except HarnessError:
                 self.close({}, False)
-                first = (str(exc).strip().splitlines() or [""])[0][:300]
-                raise PluginError(f"logger {name!r} (plugin {entry.plugin!r}) failed to start: "
-                                  f"{type(exc).__name__}: {first}") from exc
+                raise
 
     def log(self, row: dict[str, Any]) -> None:
         for t in self.trackers:
@@ -115,6 +114,39 @@ class RunTrackers:
         trackers, self.trackers = self.trackers, []
         for t in trackers:
             t.close(summary, finished)
+
+
+class RunWatchers:
+    """Everything that watches one run: the event hooks ``on_run_start``, ``on_metrics`` and
+    ``on_run_end`` of every plugin, and the trackers the run's ``loggers`` name."""
+
+    def __init__(self, regs: Any, config: Any, run_dir: Path | None, record: dict[str, Any]) -> None:
+        self.regs, self.config, self.run_dir, self.record = regs, config, run_dir, record
+        self.trackers: RunTrackers | None = None
+
+    def start(self, iteration: int) -> None:
+        """The run starts or resumes at ``iteration``."""
+        self.regs.emit("on_run_start", config=self.config.to_dict(), record=self.record, run_dir=self.run_dir,
+                       start_iteration=iteration)
+        self.trackers = RunTrackers(self.regs, self.config.loggers, self.run_dir, self.config.to_dict(),
+                                    self.record, iteration)
+
+    def row(self, row: dict[str, Any]) -> None:
+        """One metrics row, as written to ``metrics.csv``."""
+        self.regs.emit_metrics(row, self.run_dir)
+        if self.trackers is not None:
+            self.trackers.log(row)
+
+    def end(self, summary: dict[str, Any], finished: bool) -> None:
+        """The run ends (finished, or stopped early): close its trackers and send ``on_run_end``, once."""
+        if self.trackers is None:
+            return
+        trackers, self.trackers = self.trackers, None
+        try:
+            trackers.close(summary, finished)
+        finally:
+            self.regs.emit("on_run_end", config=self.config.to_dict(), run_dir=self.run_dir, summary=summary,
+                           finished=finished)
 
 
 def _read_ids(run_dir: Path) -> dict[str, str]:

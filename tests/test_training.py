@@ -108,14 +108,7 @@ def test_batch_carries_the_raw_rollout_with_final_observations(regs):
     assert nxt.shape[-1] == trainer.task.state_dim
     cfg2 = build_config({**TINY, "task": "mpe/simple_spread", "rollout_length": 60, "n_envs": 3})
     t2 = Trainer(cfg2, regs, None, progress=False)
-    captured = {}
-    original = t2._batch
-
-    def spy(*args):
-        captured["final_states"] = args[4]
-        return original(*args)
-    t2._batch = spy
-    t2.collect()
+    rollout = t2.rollout.collect()  # the arrays the batch and its advantages are made from
     t2.close()
-    final = torch.from_numpy(captured["final_states"])
+    final = torch.from_numpy(rollout.final_states)
     assert torch.allclose(final[ended], nxt[ended])

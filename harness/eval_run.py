@@ -1,4 +1,4 @@
-"""``harness eval``: score a trained run's policy on fixed start states, and watch it as a GIF or MP4.
+"""``harness eval RUN``: score a trained run's policy on fixed start states, and watch it as a GIF or MP4.
 
 The policy is the run's best (``best.pt``, the policy of its best evaluation) or its last
 (``checkpoint.pt``), loaded without executing code. Scoring is the training runs' evaluation protocol
@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from harness import stopping
+from harness.checkpoint import load_policy, reason
+from harness.config import build_config
 from harness.errors import HarnessError
+from harness.plugins import load_plugins
+from harness.results import RunDir
+from harness.plot import bootstrap_ci  # TEMP-MERGE
+from harness.task_api import EVAL_STREAM
+from harness.tasks import make_task, split_task
+from harness.trainer import Trainer
 
 POLICIES = ("best", "last")
 VIDEO_FORMATS = (".gif", ".mp4")
@@ -28,13 +36,6 @@ def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = N
                  eval_envs: int | None = None, plugins: list[str] | None = None) -> Any:
     """A :class:`harness.trainer.Trainer` (not writing anywhere) holding the run's ``policy``, set to
     evaluate on seed ``seed``'s start states."""
-    import torch
-
-    from harness.config import build_config
-    from harness.plugins import load_plugins
-    from harness.results import RunDir
-    from harness.trainer import Trainer
-
     run = RunDir(run_dir)
     if policy not in POLICIES:
         raise HarnessError(f"--policy {policy!r} is not one of: {', '.join(POLICIES)}")
@@ -61,30 +62,17 @@ def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = N
     trainer = Trainer(cfg, load_plugins(list(dict.fromkeys(_plugin_files(record) + list(plugins or [])))), None,
                       progress=False)
     try:
-        state = read_policy(path)
+        state = load_policy(path)
         trainer.scheme.load_state_dict(state["scheme"])
     except HarnessError:
         trainer.close()
         raise
     except Exception as exc:
         trainer.close()
-        raise HarnessError(f"{path}: its policy does not fit the run's networks ({_reason(exc)})") from None
+        raise HarnessError(f"{path}: its policy does not fit the run's networks ({reason(exc)})") from None
     trainer.weights_changed()
     trainer.policy_name = policy
     return trainer
-
-
-def read_policy(path: Path) -> dict[str, Any]:
-    """A ``best.pt`` or ``checkpoint.pt`` loaded without running code; a file that is not one is a
-    one-line error (never a hint to load it unsafely)."""
-    import torch
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:
-        raise HarnessError(f"{path} is not a harness checkpoint ({_reason(exc)})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("scheme"), dict):
-        raise HarnessError(f"{path} is not a harness checkpoint (no scheme state in it)")
-    return state
 
 
 def _plugin_files(record: dict[str, Any]) -> list[str]:
@@ -95,7 +83,6 @@ def _plugin_files(record: dict[str, Any]) -> list[str]:
 
 def score(trainer: Any) -> dict[str, Any]:
     """The evaluation: per-episode returns, their mean and a 95% bootstrap CI of the mean."""
-    from harness.plot import bootstrap_ci
     returns = [float(r) for r in trainer.evaluate(stoppable=True)]
     low, high = bootstrap_ci(np.asarray(returns)) if len(returns) > 1 else (returns[0], returns[0])
     return {"task": trainer.cfg.task, "scheme": trainer.cfg.scheme, "seed": trainer.cfg.seed,
@@ -108,11 +95,6 @@ def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | 
     """Play the first ``episodes`` episodes of copy 0 of the evaluation start states on a copy that
     draws, and write every ``frame_step``-th frame to ``out`` (``.gif`` with Pillow, ``.mp4`` with
     imageio-ffmpeg)."""
-    import torch
-
-    from harness.tasks import make_task
-    from harness.trainer import EVAL_STREAM
-
     out = Path(out)
     if out.is_dir():
         raise HarnessError(f"--video {str(out)!r} is a directory; give a file name ending in .gif or .mp4")
@@ -147,15 +129,14 @@ def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | 
             raise HarnessError(f"task {cfg.task!r} draws no frames (its plugin has no render(); see docs/plugins.md)")
         frames.append(frame)
         steps = 0
-        with torch.no_grad():
-            while len(returns) < episodes:
-                stopping.check()
-                res = task.step(trainer.to_task(trainer.act(obs, deterministic=True)[0]))
-                returns.extend(res.episode_returns)
-                obs = res.obs
-                steps += 1
-                if (len(returns) < episodes or not res.episode_returns) and steps % frame_step == 0:
-                    frames.append(task.render(0))
+        while len(returns) < episodes:
+            stopping.check()
+            res = task.step(trainer.policy.greedy(obs))
+            returns.extend(res.episode_returns)
+            obs = res.obs
+            steps += 1
+            if (len(returns) < episodes or not res.episode_returns) and steps % frame_step == 0:
+                frames.append(task.render(0))
     finally:
         task.close()
     fps = fps or _default_fps(cfg.task)
@@ -166,7 +147,6 @@ def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | 
 def _draw_options(trainer: Any) -> dict[str, Any]:
     """Task options for a drawing copy: ``render`` on, and the options that step copies elsewhere
     (a batched fast path, worker processes) off where the task has them; episodes are the same."""
-    from harness.tasks import split_task
     declared = trainer.regs.tasks.get(split_task(trainer.cfg.task)[0]).extra.get("options") or {}
     if "render" not in declared:
         raise HarnessError(f"task {trainer.cfg.task!r} has no render option: its plugin draws no frames")
@@ -192,11 +172,6 @@ def _write_frames(out: Path, frames: list[np.ndarray], fps: float) -> None:
         with imageio.get_writer(out, fps=fps, macro_block_size=1) as writer:
             for f in frames:
                 writer.append_data(f)
-
-
-def _reason(exc: BaseException) -> str:
-    from harness.checkpoint import _reason as reason
-    return reason(exc)
 
 
 def headless_gl() -> None:

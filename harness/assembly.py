@@ -1,0 +1,100 @@
+"""Building what a run trains from its config, with every check that can fail done before work starts.
+
+:func:`assemble` resolves the scheme's options and fixed keys, checks the trackers, the device, an
+``init_from`` file and the memory the config needs (learned from one copy of the task before many are
+built), then builds the task, its output checker, the network builder and the scheme, naming the
+plugin when one of them raises or a scheme lacks part of its contract.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.config import TrainConfig
+from harness.continuation import init_file
+from harness.devices import move_scheme, resolve_device
+from harness.errors import HarnessError, PluginError, plugin_call
+from harness.memory import check_memory
+from harness.plugins import Registries
+from harness.results import RunDir
+from harness.scheme import core_advantages
+from harness.scheme_config import resolve_scheme_config
+from harness.task_api import TRAIN_STREAM, VecTask
+from harness.task_check import TaskChecker
+from harness.tasks import make_task, split_task
+from harness.tracking import check_loggers
+
+#: What the core calls on every scheme (and ``values`` on a scheme whose advantages the core computes).
+SCHEME_METHODS = ("actors", "update", "state_dict", "load_state_dict", "set_lr_fraction")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Parts:
+    """A run's task (training copies), its checker, the network builder and the scheme."""
+
+    task: VecTask
+    checker: TaskChecker
+    builder: Any
+    scheme: Any
+    scheme_plugin: str
+    device: torch.device
+    scheme_fixed: dict[str, dict[str, Any]]  # the fixed keys whose asked value differed (for config.json)
+
+
+def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
+    """Check ``cfg`` and build its parts; ``run`` (when given) is created and its free space checked."""
+    scheme_entry = regs.schemes.get(cfg.scheme)
+    # The scheme's options filled in and the keys it fixes set: the config says what runs.
+    scheme_fixed = resolve_scheme_config(cfg, regs)
+    network_entry = regs.networks.get(cfg.network)
+    check_loggers(regs, cfg.loggers)
+    device = resolve_device(cfg.device)
+    if cfg.init_from:
+        init_file(cfg.init_from)  # a missing file is an error before the run directory is made
+    if run is not None:
+        run.prepare()
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    many = cfg.n_envs > 64  # a huge n_envs is refused before its copies exhaust the machine
+    if many:
+        sizes = make_task(regs, cfg.task, 1, cfg.seed, cfg.env, stream=TRAIN_STREAM)
+        try:
+            check_memory(cfg, sizes)
+        finally:
+            sizes.close()
+    task = make_task(regs, cfg.task, cfg.n_envs, cfg.seed, cfg.env, stream=TRAIN_STREAM)
+    try:
+        checker = TaskChecker(regs.tasks.get(split_task(cfg.task)[0]).plugin, cfg.task)
+        if not many:
+            check_memory(cfg, task)
+        with plugin_call(f"plugin {network_entry.plugin!r}: network builder {cfg.network!r} raised"):
+            builder = network_entry.factory()
+        with plugin_call(f"plugin {scheme_entry.plugin!r}: scheme {cfg.scheme!r} (with network {cfg.network!r} "
+                         f"of plugin {network_entry.plugin!r}) raised while building:"):
+            scheme = scheme_entry.factory(task, builder, cfg)
+        if device.type != "cpu":
+            move_scheme(scheme, device)
+        needed = SCHEME_METHODS + (("values",) if core_advantages(scheme) else ())
+        missing = [attr for attr in needed if not hasattr(scheme, attr)]
+        if missing:
+            raise PluginError(f"plugin {scheme_entry.plugin!r}: scheme {cfg.scheme!r} lacks {missing[0]!r}")
+        if run is not None:
+            n_params = sum(p.numel() for m in [*scheme.actors, getattr(scheme, "critic", None)]
+                           if m is not None for p in m.parameters())
+            # checkpoint + previous + best, each params and two Adam moments; metrics rows; headroom
+            run.check_space(9 * 4 * n_params + 600 * cfg.iterations + (1 << 20))
+    except BaseException:
+        task.close()
+        raise
+    return Parts(task, checker, builder, scheme, scheme_entry.plugin, device, scheme_fixed)
