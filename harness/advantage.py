@@ -41,12 +41,13 @@ def gae(
 
 def critic_advantages(values: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], states: np.ndarray,
                       final_states: np.ndarray, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
-                      gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      gamma: float, lam: float, device: torch.device | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A rollout's advantages from a V(state) critic: ``(advantages, returns, old_values)``, each ``[T * E]``.
 
     ``states`` is ``[T + 1, E, S]`` (the state before every step and after the last), ``final_states``
     ``[T, E, S]`` the state each step reached before any reset; ``values(states)`` is the critic's
-    ``(raw outputs, values)``. One critic pass covers every state of the rollout and the final states
+    ``(raw outputs, values)``, called on ``device`` (the CPU by default). One critic pass covers every state of the rollout and the final states
     of the truncated episodes, which are bootstrapped from. The advantages are normalised over the
     batch; ``old_values`` are the raw outputs (the critic's units) at the rollout's states.
     """
@@ -55,7 +56,8 @@ def critic_advantages(values: Callable[[torch.Tensor], tuple[torch.Tensor, torch
     st = torch.from_numpy(states).reshape((T + 1) * E, -1)
     cut = trunc.reshape(-1).nonzero().squeeze(-1)
     extra = torch.from_numpy(final_states).reshape(T * E, -1)[cut]
-    raw, vals = values(torch.cat([st, extra]))
+    raw, vals = values(torch.cat([st, extra]).to(device or "cpu"))
+    raw, vals = raw.cpu(), vals.cpu()
     v = vals[: (T + 1) * E].reshape(T + 1, E)
     next_values = v[1:].clone().reshape(-1)
     next_values[cut] = vals[(T + 1) * E:]

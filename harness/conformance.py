@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from harness.config import build_config
-from harness.envs import ActionSpace, VecTask
+from harness.task_api import ActionSpace, VecTask
 from harness.errors import HarnessError, describe
 from harness.plugins import Registries
 from harness.tasks import make_task
@@ -93,7 +93,7 @@ def check_task(regs: Registries, family: str) -> list[Check]:
             assert len(task.obs_dims) == n and all(isinstance(d, int) and d > 0 for d in task.obs_dims), \
                 f"obs_dims={task.obs_dims!r} must be {n} positive ints"
             assert len(task.action_spaces) == n and all(isinstance(s, ActionSpace) for s in task.action_spaces), \
-                "action_spaces must be one harness.envs.ActionSpace per agent"
+                "action_spaces must be one harness.task_api.ActionSpace per agent"
             assert isinstance(task.state_dim, int) and task.state_dim > 0, f"state_dim={task.state_dim!r}"
             assert task.n_envs == 2, f"n_envs={task.n_envs}, asked for 2"
         c.run("spaces: agents, observation sizes, action spaces, state size", spaces)
@@ -193,10 +193,10 @@ def _check_distinct_episodes(regs: Registries, name: str, options: dict[str, Any
             return  # episodes do not depend on their number: nothing to tell apart
         assert not np.array_equal(first[0], first[1]), \
             "copies 0 and 1 play the same episode 0: put the copy index into each episode's seed " \
-            "(harness.envs.episode_seed(seed, copy, episode, stream))"
+            "(harness.task_api.episode_seed(seed, copy, episode, stream))"
         assert not np.array_equal(first[0], trace(evaluation, [0, 0])[0]), \
             "streams 0 and 1 play the same episode 0: put the stream into each episode's seed, or evaluation " \
-            "replays training's episodes (harness.envs.episode_seed(seed, copy, episode, stream))"
+            "replays training's episodes (harness.task_api.episode_seed(seed, copy, episode, stream))"
     finally:
         train.close()
         evaluation.close()

@@ -33,7 +33,7 @@ VIDEO_FORMATS = (".gif", ".mp4")
 
 
 def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = None, episodes: int | None = None,
-                 eval_envs: int | None = None, plugins: list[str] | None = None) -> Any:
+                 eval_envs: int | None = None, plugins: list[str] | None = None) -> Trainer:
     """A :class:`harness.trainer.Trainer` (not writing anywhere) holding the run's ``policy``, set to
     evaluate on seed ``seed``'s start states."""
     run = RunDir(run_dir)
@@ -81,7 +81,7 @@ def _plugin_files(record: dict[str, Any]) -> list[str]:
             if isinstance(p, dict) and str(p.get("source", "")).startswith("--plugin") and p.get("spec")]
 
 
-def score(trainer: Any) -> dict[str, Any]:
+def score(trainer: Trainer) -> dict[str, Any]:
     """The evaluation: per-episode returns, their mean and a 95% bootstrap CI of the mean."""
     returns = [float(r) for r in trainer.evaluate(stoppable=True)]
     low, high = bootstrap_ci(np.asarray(returns)) if len(returns) > 1 else (returns[0], returns[0])
@@ -90,7 +90,7 @@ def score(trainer: Any) -> dict[str, Any]:
             "ci95": [float(low), float(high)], "returns": returns}
 
 
-def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | None = None,
+def record_video(trainer: Trainer, out: str | Path, episodes: int = 1, fps: float | None = None,
                  frame_step: int = 1) -> dict[str, Any]:
     """Play the first ``episodes`` episodes of copy 0 of the evaluation start states on a copy that
     draws, and write every ``frame_step``-th frame to ``out`` (``.gif`` with Pillow, ``.mp4`` with
@@ -144,7 +144,7 @@ def record_video(trainer: Any, out: str | Path, episodes: int = 1, fps: float | 
     return {"video": str(out), "frames": len(frames), "fps": fps, "returns": returns}
 
 
-def _draw_options(trainer: Any) -> dict[str, Any]:
+def _draw_options(trainer: Trainer) -> dict[str, Any]:
     """Task options for a drawing copy: ``render`` on, and the options that step copies elsewhere
     (a batched fast path, worker processes) off where the task has them; episodes are the same."""
     declared = trainer.regs.tasks.get(split_task(trainer.cfg.task)[0]).extra.get("options") or {}

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from harness.envs import VecTask
+from harness.task_api import VecTask
 from harness.task_check import TaskChecker
 
 

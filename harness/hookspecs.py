@@ -23,9 +23,9 @@ def register_tasks(register: Callable[..., None]) -> None:
     """Add task families.
 
     Call ``register(name, factory, scenarios=(...), description="")``. ``factory(scenario,
-    n_envs, seed, options)`` returns a :class:`harness.envs.VecTask`; a task is then named
+    n_envs, seed, options)`` returns a :class:`harness.task_api.VecTask`; a task is then named
     ``<name>/<scenario>`` on the command line. Optional keywords: ``options`` (a dict of
-    :class:`harness.envs.Option`), ``open_scenarios=True`` (any scenario name is passed to the
+    :class:`harness.options.Option`), ``open_scenarios=True`` (any scenario name is passed to the
     factory), ``tuned`` (``tuned(task_name) -> dict`` of config overrides for ``tuned = true``
     suites; an optional ``schemes`` table in it holds per-scheme overrides, e.g.
     ``{"clip": 0.1, "schemes": {"mappo": {"rollout_length": 100}}}``) and ``smoke=(scenario, options)`` (a small, fast instance the test suite trains on).
@@ -48,12 +48,12 @@ def register_schemes(register: Callable[..., None]) -> None:
     """Add update schemes: ``register(name, scheme_class, description="", search_space={...}, options={...},
     fixed={...})``.
 
-    ``scheme_class(task, builder, config)`` (the :class:`harness.envs.VecTask`, the network plugin's
+    ``scheme_class(task, builder, config)`` (the :class:`harness.task_api.VecTask`, the network plugin's
     builder and the run's :class:`harness.config.TrainConfig`) must expose ``actors`` (one per agent),
     ``update(batch) -> dict[str, float]``, ``state_dict()``, ``load_state_dict()`` and
     ``set_lr_fraction(fraction)``, and ``values(states)`` unless it sets ``state_critic = False``.
     ``search_space`` is the scheme's default sweep space (see ``harness sweep``); ``options`` (a dict of
-    :class:`harness.envs.Option`) the scheme's own settings, set as ``scheme.NAME=value`` and read from
+    :class:`harness.options.Option`) the scheme's own settings, set as ``scheme.NAME=value`` and read from
     ``config.scheme_options``; ``fixed`` the core config keys it sets to one value (recorded as run).
     See :mod:`harness.scheme_config`.
     """
@@ -63,7 +63,7 @@ def register_schemes(register: Callable[..., None]) -> None:
 def register_executors(register: Callable[..., None]) -> None:
     """Add executors (where a suite's runs train): ``register(name, executor_class, description="",
     options={...})``. ``executor_class(jobs, options)`` returns a :class:`harness.executor.Executor`;
-    ``options`` (a dict of :class:`harness.envs.Option`) declares the settings a user may give with
+    ``options`` (a dict of :class:`harness.options.Option`) declares the settings a user may give with
     ``--executor-option key=value`` or a suite's ``[executor.<name>]`` table.
     """
 

@@ -17,6 +17,21 @@ from harness.errors import HarnessError
 from harness.executor import placement
 from harness.provenance import code_digest, code_record
 from harness.results import git_commit, versions
+from harness.run_lock import RunLock
+
+
+def open_run(trainer: Any) -> bool:
+    """Open ``trainer``'s run directory (taking its lock, which ``trainer.close()`` releases) and check,
+    resume or start it; False when the run is already finished. Without a run directory only an
+    ``init_from`` policy is loaded."""
+    if trainer.run is None:
+        if trainer.cfg.init_from:
+            load_init(trainer.cfg.init_from, trainer.scheme)
+            trainer.weights_changed()
+        return True
+    trainer.lock = RunLock(trainer.run.path)
+    trainer.lock.acquire()  # before anything is read or written
+    return open_run_dir(trainer)
 
 
 def open_run_dir(trainer: Any) -> bool:

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.envs import StepResult, VecTask
+from harness.task_api import StepResult, VecTask
 from harness.errors import PluginError
 
 
@@ -68,7 +68,7 @@ class TaskChecker:
 
     def _full_step_check(self, task: VecTask, res: StepResult) -> None:
         if not isinstance(res, StepResult):
-            self.fail(f"step returned {type(res).__name__}, expected a harness.envs.StepResult")
+            self.fail(f"step returned {type(res).__name__}, expected a harness.task_api.StepResult")
         E = task.n_envs
         self._observations(task, res.obs, res.state, "step")
         self._array("step: final_state", res.final_state, (E, task.state_dim), (np.float32,))

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import torch
-
 from harness import stopping
 from harness.advantage import critic_advantages
 from harness.assembly import assemble
@@ -26,7 +24,6 @@ from harness.batch import Batch
 from harness.best_policy import BestPolicy
 from harness.checkpoint import capture_rng, restore_rng
 from harness.config import TrainConfig
-from harness.continuation import load_init
 from harness.devices import move_batch
 from harness.errors import HarnessError, PluginError, describe, plugin_call
 from harness.evaluation import play_fixed_episodes
@@ -35,7 +32,7 @@ from harness.policy import Policy
 from harness.results import RunDir
 from harness.rollout import Collector
 from harness.run_lock import RunLock
-from harness.run_setup import open_run_dir
+from harness.run_setup import open_run
 from harness.scheme import core_advantages
 from harness.task_api import EVAL_STREAM, VecTask
 from harness.tasks import make_task
@@ -62,11 +59,10 @@ class Trainer:
         self.iteration = self.env_steps = 0
         self.best_policy = BestPolicy(self.run)
         self.absolute: dict[str, Any] | None = None
-        self._prepared: bool | None = None
-        self._lock: RunLock | None = None
+        self._prepared: bool | None = None  # None: the run directory is not opened yet
+        self.lock: RunLock | None = None
         self._watchers: RunWatchers | None = None
-        self._saved_at = -1
-        self._closed = False
+        self._saved_at, self._closed = -1, False
 
     # -- the loop ----------------------------------------------------------------------------
     def run_training(self) -> list[dict[str, Any]]:
@@ -133,14 +129,10 @@ class Trainer:
         rollout = self.rollout.collect()
         if not core_advantages(self.scheme):
             return rollout.batch(), rollout.episode_returns
-        adv, ret, old_values = critic_advantages(self._values, rollout.states, rollout.final_states,
+        adv, ret, old_values = critic_advantages(self.scheme.values, rollout.states, rollout.final_states,
                                                  rollout.rewards, rollout.terminated, rollout.truncated,
-                                                 self.cfg.gamma, self.cfg.gae_lambda)
+                                                 self.cfg.gamma, self.cfg.gae_lambda, self.device)
         return rollout.batch(adv, ret, old_values), rollout.episode_returns
-
-    def _values(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raw, values = self.scheme.values(states.to(self.device))
-        return raw.cpu(), values.cpu()
 
     def _update(self, batch: Batch) -> dict[str, Any]:
         """The scheme's update on the batch (on the run's device); a plugin that raises or returns
@@ -237,7 +229,7 @@ class Trainer:
 
     def _stop_at_checkpoint(self) -> None:
         """A stop was requested (a signal): checkpoint the iteration reached, then raise Interrupted."""
-        if self.run is not None and self.iteration > 0 and self._saved_at != self.iteration:
+        if self.run is not None and 0 < self.iteration != self._saved_at:
             self._checkpoint()
         self.log(f"stopped at iteration {self.iteration} ({self.env_steps} steps); checkpoint kept")
         stopping.check()
@@ -247,13 +239,7 @@ class Trainer:
         """Write config.json, or resume from the last checkpoint (dropping the metrics rows after it);
         return False if the run is already finished. Done once; ``iterate`` calls it if nobody has."""
         if self._prepared is None:
-            if self.run is None and self.cfg.init_from:
-                load_init(self.cfg.init_from, self.scheme)
-                self.weights_changed()
-            if self.run is not None:
-                self._lock = RunLock(self.run.path)
-                self._lock.acquire()  # before anything is read or written; released by close()
-            self._prepared = open_run_dir(self) if self.run is not None else True
+            self._prepared = open_run(self)
         return self._prepared
 
     def log(self, text: str) -> None:
@@ -284,9 +270,9 @@ class Trainer:
     def _unwatch(self, finished: bool) -> None:
         """The run ends (finished, or stopped early): its trackers closed and ``on_run_end`` sent, once."""
         if self._watchers is not None:
-            summary = {"iteration": self.iteration, "env_steps": self.env_steps,
-                       "best_eval_return": self.best[0] if self.best else None, **(self.absolute or {})}
-            self._watchers.end(summary, finished)
+            self._watchers.end({"iteration": self.iteration, "env_steps": self.env_steps,
+                                "best_eval_return": self.best[0] if self.best else None, **(self.absolute or {})},
+                               finished)
 
     def close(self) -> None:
         """Release the environments (once; closing again does nothing)."""
@@ -297,8 +283,8 @@ class Trainer:
             self._unwatch(finished=False)  # stopped before its end: trackers mark it so
         except Exception as exc:  # never hide why the run stopped
             print(f"harness: warning: closing the trackers failed: {describe(exc)}", file=sys.stderr)
-        if self._lock is not None:
-            self._lock.release()
+        if self.lock is not None:
+            self.lock.release()
         self.task.close()
         if self.eval_task is not None:
             self.eval_task.close()

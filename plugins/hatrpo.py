@@ -23,9 +23,9 @@ from typing import Any, Callable
 
 import torch
 
-from harness.envs import Option
 from harness.errors import HarnessError
 from harness.hookspecs import hookimpl
+from harness.options import Option
 from harness.scheme import OnPolicyScheme
 
 #: Fisher damping and conjugate-gradient iterations (HARL's fixed values).

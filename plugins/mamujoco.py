@@ -30,9 +30,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from harness.envs import Option, PettingZooVecTask, VecTask, make_vec_task, resolve_options
 from harness.errors import HarnessError
 from harness.hookspecs import hookimpl
+from harness.options import Option, resolve_options
+from harness.task_api import PettingZooVecTask, VecTask, make_vec_task
 
 # The tasks listed by ``harness plugins``; any other scenario/conf gymnasium-robotics accepts works too.
 SCENARIOS = (

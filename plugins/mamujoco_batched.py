@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from harness.envs import ActionSpace, LocalCopiesTask, StepResult
+from harness.task_api import ActionSpace, LocalCopiesTask, StepResult
 
 
 def _x(robot: Any) -> Any:
@@ -151,7 +151,7 @@ def agrees(make_fast: Callable[[], Any], make_package: Callable[[], Any], episod
            steps: int = 25) -> bool:
     """Whether the batched step reproduces the package's on a probe copy: ``steps`` steps of random
     actions (beyond the box, so clipping shows) from the same seeded start."""
-    from harness.envs import PettingZooVecTask
+    from harness.task_api import PettingZooVecTask
 
     ref = PettingZooVecTask(make_package, 1, 0, team_reward="shared", episode_limit=episode_limit)
     try:

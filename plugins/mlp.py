@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from harness import distributions as D
-from harness.envs import ActionSpace
+from harness.task_api import ActionSpace
 from harness.hookspecs import hookimpl
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}

@@ -17,8 +17,9 @@ import functools
 import importlib
 from typing import Any
 
-from harness.envs import Option, PettingZooVecTask, VecTask, make_vec_task, resolve_options
 from harness.hookspecs import hookimpl
+from harness.options import Option, resolve_options
+from harness.task_api import PettingZooVecTask, VecTask, make_vec_task
 
 SCENARIOS = {
     "simple_spread": "simple_spread_v3",

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness.envs import ActionSpace, StepResult, VecTask, episode_seed
+from harness.task_api import ActionSpace, StepResult, VecTask, episode_seed
 
 DT, DAMPING, SENSITIVITY = 0.1, 0.25, 5.0
 CONTACT_FORCE, CONTACT_MARGIN = 1e2, 1e-3

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import hookimpl
-from harness.envs import Option
 from harness.errors import HarnessError
 from harness.executor import Executor, Job, call_job
+from harness.options import Option
 
 OPTIONS = {
     "address": Option(str, "auto", "Ray cluster address: auto (the cluster this machine belongs to) or HOST:PORT"),

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import hookimpl, stopping
-from harness.envs import Option
 from harness.errors import HarnessError
 from harness.executor import Executor, Job, call_job
+from harness.options import Option
 
 OPTIONS = {
     "partition": Option(str, "", "Slurm partition (empty: the cluster's default)"),

@@ -104,6 +104,7 @@ def test_init_from_a_file_that_is_not_a_checkpoint_says_so(tmp_path):
 
 def test_a_warm_started_run_is_evaluated_after_its_source_is_gone(tmp_path):
     import shutil
+    pytest.importorskip("tensorboard", reason="the run logs to TensorBoard: pip install -e \".[test]\"")
     assert _train(tmp_path / "src", 200).returncode == 0
     assert _train(tmp_path / "warm", 200, "--set", f"init_from={tmp_path / 'src'}",
                   "--set", "loggers=tensorboard").returncode == 0

@@ -49,3 +49,15 @@ def test_every_code_block_of_the_plugin_guide_runs(tmp_path):
     assert out.returncode == 1
     assert "FAIL  network linear: box actor" in out.stdout and "only supports discrete actions" in out.stdout
     assert "PASS  network linear: discrete actor" in out.stdout
+
+
+def test_ci_runs_the_readmes_test_command_verbatim():
+    """The README's second command (install and test) is a line of .ci/run, exactly as written, and
+    installs what the tests use (the ``test`` extra)."""
+    root = DOC.parents[1]
+    readme = [body.strip() for lang, body in BLOCK.findall((root / "README.md").read_text()) if lang == "bash"]
+    main_job, tests = readme[0], readme[1]
+    assert main_job.startswith("python3.11 -m venv .venv") and "harness bench" in main_job
+    assert tests.startswith("python3.11 -m venv .venv") and tests.endswith(".venv/bin/pytest")
+    assert '".[test]"' in tests
+    assert tests in (root / ".ci" / "run").read_text().splitlines()

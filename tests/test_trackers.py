@@ -103,6 +103,7 @@ def test_every_tracker_reads_back_the_runs_metrics_and_a_resumed_run_continues_t
 
 
 def test_trackers_do_not_change_a_runs_config(tmp_path):
+    pytest.importorskip("tensorboard", reason="the second run logs to TensorBoard: pip install -e \".[test]\"")
     assert _cfg().digest() == _cfg(loggers=[]).digest()
     run = tmp_path / "run"
     Trainer(_cfg(loggers=[], steps=100), load_plugins(), run, progress=False).run_training()
