@@ -95,7 +95,7 @@ def _plugin_files(record: dict[str, Any]) -> list[str]:
 
 def score(trainer: Any) -> dict[str, Any]:
     """The evaluation: per-episode returns, their mean and a 95% bootstrap CI of the mean."""
-    from harness.plot import bootstrap_ci
+    from harness.stats import bootstrap_ci
     returns = [float(r) for r in trainer.evaluate(stoppable=True)]
     low, high = bootstrap_ci(np.asarray(returns)) if len(returns) > 1 else (returns[0], returns[0])
     return {"task": trainer.cfg.task, "scheme": trainer.cfg.scheme, "seed": trainer.cfg.seed,
