@@ -138,13 +138,19 @@ MAX_SEED = 2**31 - 1
 #: The most seeds a suite or sweep may name by count (``seeds = N``); a list may name any.
 MAX_SEED_COUNT = 1000
 
+def comparable(config: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The keys of a config (as :meth:`TrainConfig.to_dict` gives it) that say what the run does:
+    without the keys that only say how it is watched (:data:`RUN_ONLY`), the keys added later while
+    they hold their defaults (:data:`OMIT_DEFAULT`, so older runs compare as they did), and ``drop``."""
+    return {k: v for k, v in config.items()
+            if k not in drop and k not in RUN_ONLY and not (k in OMIT_DEFAULT and v == OMIT_DEFAULT[k])}
+
+
 def config_digest(config: dict[str, Any]) -> str:
     """The digest of a config as :meth:`TrainConfig.to_dict` gives it (and config.json stores it),
-    without the keys that only say how a run is watched (:data:`RUN_ONLY`): a run resumed or
-    re-run with another tracker is the same run."""
-    kept = {k: v for k, v in config.items()
-            if k not in RUN_ONLY and not (k in OMIT_DEFAULT and v == OMIT_DEFAULT[k])} \
-        if isinstance(config, dict) else config  # a damaged config.json's "config": hashed as it is
+    over its :func:`comparable` keys: a run resumed or re-run with another tracker is the same run."""
+    # A damaged config.json's "config" (not a table) is hashed as it is.
+    kept = comparable(config) if isinstance(config, dict) else config
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -249,8 +255,7 @@ def _flatten(config: dict[str, Any]) -> dict[str, str]:
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     """The keys on which two configs (as :meth:`TrainConfig.to_dict` gives them) differ, with both
     values: ``lr 0.0005 -> 0.001, steps 1000 -> 2000`` (``(unset)`` where a key is missing)."""
-    a, b = (_flatten({k: v for k, v in c.items() if k not in RUN_ONLY
-                      and not (k in OMIT_DEFAULT and v == OMIT_DEFAULT[k])}) for c in (old, new))
+    a, b = (_flatten(comparable(c)) for c in (old, new))
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return ", ".join(f"{k} {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in keys) or "(no key differs)"
 

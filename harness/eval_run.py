@@ -23,7 +23,7 @@ from harness.config import build_config
 from harness.errors import HarnessError
 from harness.plugins import load_plugins
 from harness.results import RunDir
-from harness.plot import bootstrap_ci  # TEMP-MERGE
+from harness.stats import bootstrap_ci
 from harness.task_api import EVAL_STREAM
 from harness.tasks import make_task, split_task
 from harness.trainer import Trainer

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from harness.errors import HarnessError
-from harness.plot import aggregate, iqm, load_runs, normalise, plot_results, summarise, to_marl_eval
+from harness.plot import plot_results
+from harness.report import aggregate, load_runs, normalise, summarise, to_marl_eval
 from harness.results import RunDir
+from harness.stats import iqm
 
 VERSIONS = {"python": "3.11.0", "mpe2": "0.0.1", "gymnasium-robotics": "1.3.1", "mujoco": "3.2.0",
             "pettingzoo": "1.24.3", "torch": "2.5.0"}
@@ -252,7 +254,7 @@ def test_same_seed_twice_is_refused(tmp_path: Path) -> None:
 
 
 def test_curves_align_seeds_that_evaluated_at_different_steps() -> None:
-    from harness.plot import _align_steps
+    from harness.plot import align_steps as _align_steps
     df = pd.DataFrame({"task": "a/b", "scheme": "x", "run_dir": ["r1"] * 4 + ["r2"] * 3,
                        "env_steps": [0, 100, 200, 300, 0, 150, 250], "eval_return": [0, 1, 2, 3, 0, 3, 5.0]})
     aligned = _align_steps(df)
@@ -266,7 +268,7 @@ def test_config_hash_ignores_keys_added_later_at_their_defaults() -> None:
     """A run made before a config key existed averages with one made after, while the key holds its
     default (as their config digests agree); a value other than the default counts."""
     from harness.config import TrainConfig
-    from harness.plot import config_hash
+    from harness.report import config_hash
     new = TrainConfig().to_dict()
     old = {k: v for k, v in new.items() if k not in ("scheme_options", "init_from")}
     assert config_hash(old) == config_hash(new)
