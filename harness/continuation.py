@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.checkpoint import load_policy, reason
-from harness.config import RUN_ONLY, TrainConfig, config_diff, config_digest
+from harness.config import TrainConfig, comparable, config_diff, config_digest
 from harness.errors import HarnessError
 from harness.plugins import file_sha256
 from harness.results import RunDir
@@ -40,10 +40,9 @@ def extend_run(run_dir: str | Path, cfg: TrainConfig, accept_new_schedule: bool 
     if record.get("config_digest") == cfg.digest():
         return False  # the same budget: an ordinary resume (or nothing, when finished)
     new = cfg.to_dict()
-    other = {k for k in set(old) | set(new) if k not in RUN_ONLY and k != "steps" and old.get(k) != new.get(k)}
-    if other:
-        diff = config_diff({k: old.get(k) for k in other}, {k: new.get(k) for k in other})
-        raise HarnessError(f"--extend changes only steps; this also changes {diff}")
+    if comparable(old, drop=("steps",)) != comparable(new, drop=("steps",)):
+        raise HarnessError(f"--extend changes only steps; this also changes "
+                           f"{config_diff(dict(old, steps=0), dict(new, steps=0))}")
     if not cfg.steps > old["steps"]:
         raise HarnessError(f"--extend: steps={cfg.steps} must be larger than the run's {old['steps']}")
     if cfg.lr_decay and not accept_new_schedule:
