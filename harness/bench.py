@@ -28,16 +28,18 @@ another config stops the suite before anything runs (naming the run and the keys
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from harness import stopping, tuning
 from harness.config import (TrainConfig, absolute_specs, build_config, config_diff, load_overrides_file, need,
                             need_unique, plugin_list, read_spec_file, seed_list, check_name)
+from harness.dispatch import dispatch
 from harness.errors import HarnessError
 from harness.errors import describe as describe_error
 from harness.executor import Executor, Job, make_executor
@@ -289,12 +291,7 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
           + (f"; {runner.resources()}" if runner else ""), file=sys.stderr)
     failures: list[str] = []
     if runner is not None:
-        try:
-            runner.check_output(out)
-            failures = _run_on(runner, suite, todo, progress)
-        finally:
-            runner.close()
-        stopping.check()
+        failures = _run_on(runner, suite, todo, progress)
     for f in failures:
         print(f"harness: run failed: {f}", file=sys.stderr)
     if plot and len(failures) < len(suite.runs):
@@ -306,50 +303,52 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
 
 
 def _run_on(runner: Executor, suite: Suite, todo: list[RunSpec], progress: bool) -> list[str]:
-    """Submit ``todo`` to ``runner`` and follow it to the end (or to a stop request); return failures."""
+    """Run ``todo`` on ``runner`` to the end (or to a stop request) and close it; return failures."""
+    out: Path = suite.out  # type: ignore[attr-defined]
+    failures: list[str] = []
     bar = None
-    if progress:
+
+    @contextlib.contextmanager
+    def follow() -> Iterator[Callable[[], None] | None]:
+        nonlocal bar
+        if not progress:
+            yield None
+            return
         from tqdm import tqdm
         total = sum(build_config(r.overrides).iterations * build_config(r.overrides).batch_steps for r in todo)
         bar = tqdm(total=total, unit="step", desc=f"bench {suite.name}", dynamic_ncols=True, file=sys.stderr)
-    start_steps = {id(r): _steps_done(r) for r in todo}
-    failures: list[str] = []
-    stopped = False
-    try:
-        # Absolute run directories: an executor's processes may run in another working directory.
-        runner.submit([Job(r, _run_one, (dataclasses.replace(r, out=r.out.resolve()), suite.plugins),
-                           build_config(r.overrides).threads) for r in todo])
-        while runner.pending():
-            if stopping.requested() is not None and not stopped:
-                runner.stop()  # queued runs are cancelled; running ones checkpoint and stop within an iteration
-                stopped = True
-            for job, result, exc in runner.wait(0.5):
-                spec: RunSpec = job.key
-                if exc is None:
-                    label, final = result
-                    msg = f"done: {label}: final eval return {final:.2f}" if final is not None else f"done: {label}"
-                elif isinstance(exc, cf.CancelledError):
-                    msg = ""
-                elif isinstance(exc, KeyboardInterrupt):
-                    msg = f"stopped: {spec.label}"
-                else:  # one failed run must not stop the others
-                    failures.append(f"{spec.label}: {describe_error(exc)}")
-                    msg = f"FAILED: {spec.label}: {exc}"
-                if msg:
-                    (bar.write(msg, file=sys.stderr) if bar else print(msg, file=sys.stderr))
-            if bar is not None:
-                done = [_steps_done(r) - start_steps[id(r)] for r in todo]
-                bar.n = sum(done)
-                # Before the first iteration ends (runs building their tasks) the bar would stand still.
-                started = sum(RunDir(r.out).config_file.exists() for r in todo)
-                bar.set_postfix_str(f"{started}/{len(todo)} runs started", refresh=False)
-                bar.refresh()
-    except KeyboardInterrupt:  # asked twice: stop the runs now (their checkpoints stay)
-        runner.kill()
-        raise
-    finally:
-        if bar is not None:
+        start_steps = {id(r): _steps_done(r) for r in todo}
+
+        def tick() -> None:
+            bar.n = sum(_steps_done(r) - start_steps[id(r)] for r in todo)
+            # Before the first iteration ends (runs building their tasks) the bar would stand still.
+            started = sum(RunDir(r.out).config_file.exists() for r in todo)
+            bar.set_postfix_str(f"{started}/{len(todo)} runs started", refresh=False)
+            bar.refresh()
+        try:
+            yield tick
+        finally:
             bar.close()
+
+    def on_end(job: Job, result: Any, exc: BaseException | None) -> None:
+        spec: RunSpec = job.key
+        if exc is None:
+            label, final = result
+            msg = f"done: {label}: final eval return {final:.2f}" if final is not None else f"done: {label}"
+        elif isinstance(exc, cf.CancelledError):
+            msg = ""
+        elif isinstance(exc, KeyboardInterrupt):
+            msg = f"stopped: {spec.label}"
+        else:  # one failed run must not stop the others
+            failures.append(f"{spec.label}: {describe_error(exc)}")
+            msg = f"FAILED: {spec.label}: {exc}"
+        if msg:
+            (bar.write(msg, file=sys.stderr) if bar else print(msg, file=sys.stderr))
+
+    # Absolute run directories: an executor's processes may run in another working directory.
+    jobs = [Job(r, _run_one, (dataclasses.replace(r, out=r.out.resolve()), suite.plugins),
+                build_config(r.overrides).threads) for r in todo]
+    dispatch(runner, jobs, out, on_end, follow)
     return failures
 
 

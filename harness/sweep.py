@@ -31,31 +31,32 @@ resumes them.
 
 Storage is an SQLite file ``<out>/study.db`` unless ``--storage`` gives any SQLAlchemy URL; workers
 send heartbeats, and a trial whose worker stopped beating for ``grace`` seconds is marked failed and
-re-queued with the same parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``).
+re-queued with the same parameters (:mod:`harness.study`). The objective is
+:mod:`harness.objective`'s; the outputs are written by :mod:`harness.sweep_outputs`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import hashlib
 import json
 import math
-import os
-import re
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import stopping
 from harness.config import (FIELDS, RUN_ONLY, TABLES, absolute_specs, build_config, check_name, need, need_unique, plugin_list,
                             read_spec_file, seed_list)
+from harness.dispatch import dispatch, failed
 from harness.errors import HarnessError
 from harness.executor import Job, make_executor
+from harness.objective import make_objective
 from harness.plugins import Registries, load_plugins
 from harness.results import check_writable
+from harness.study import (check_storage, finished_trials, mask_url, open_study, requeue_interrupted, study_trials,
+                           trial_counts)
+from harness.sweep_outputs import write_outputs
 from harness.tasks import make_task
 from harness import scheme_config
 from harness.scheme_config import resolved
@@ -287,237 +288,7 @@ def _corner(d: Dimension, which: int) -> Any:
     return d.value
 
 
-# -- the objective -------------------------------------------------------------------------------
-def trial_configs(sweep: Sweep, params: dict[str, Any]) -> list[tuple[str, int, Any]]:
-    """(task, seed, config) of every run of a trial with ``params``."""
-    out = []
-    for task in sweep.tasks:
-        for seed in sweep.seeds:
-            # threads first, then the task's own settings, then the sweep's budget, then the parameters
-            base = sweep.fixed[:1] + sweep.per_task.get(task, []) + sweep.fixed[1:]
-            cfg = build_config(base + list(params.items()) + [("task", task), ("scheme", sweep.scheme),
-                                                              ("seed", seed)])
-            cfg.eval_interval = max(1, cfg.iterations // sweep.evaluations)
-            cfg.checkpoint_interval = min(cfg.checkpoint_interval, cfg.eval_interval)
-            cfg.absolute_factor = 0  # the objective is read off the periodic evaluations
-            out.append((task, seed, cfg.validate()))
-    return out
-
-
-def objective_value(evals: list[tuple[int, float]], total_steps: int, window: float) -> float:
-    """Mean evaluation return over the evaluations made after the first ``1 - window`` of the
-    budget (at least the final one). ``evals`` are ``(env_steps, return)`` pairs in order."""
-    start = total_steps * (1.0 - window)
-    tail = [r for s, r in evals if s > start] or [evals[-1][1]]
-    return float(sum(tail) / len(tail))
-
-
-def make_objective(sweep: Sweep, regs: Registries, progress: bool):
-    import optuna
-
-    from harness.trainer import Trainer
-
-    def objective(trial: optuna.Trial) -> float:
-        params = {d.name: d.suggest(trial) for d in sweep.space}
-        # A trial re-queued after its worker died keeps the run directories of the trial it retries.
-        frozen = trial.study._storage.get_trial(trial._trial_id)
-        history = frozen.system_attrs.get("retry_history", [])
-        origin = history[0] if history else frozen.user_attrs.get("retry_of", trial.number)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        trial.set_user_attr("run_dir", str(sweep.out / "trials" / str(origin)))
-        runs = trial_configs(sweep, params)
-        trainers: list[Trainer] = []
-        iters: list[Any] = []
-        evals: list[list[tuple[int, float]]] = [[] for _ in runs]
-        try:
-            for task, seed, cfg in runs:
-                trainers.append(Trainer(cfg, regs, sweep.out / "trials" / str(origin) / task / f"seed_{seed}",
-                                        progress=False))
-            iters = [t.iterate() for t in trainers]
-            # A resumed run continues from its last checkpoint (rows after it are dropped): read the
-            # rows it keeps so the objective sees the whole run.
-            for k, t in enumerate(trainers):
-                t.prepare_run()
-                if t.run is not None and t.run.metrics_file.exists():
-                    evals[k] = _logged_evals(t.run.metrics_file)
-            reported = 0
-            alive = list(range(len(iters)))
-            while alive:
-                for k in list(alive):
-                    row = next(iters[k], None)
-                    if row is None:
-                        alive.remove(k)
-                        continue
-                    if row.get("eval_return") is not None and row["iteration"] > 0:
-                        evals[k].append((row["env_steps"], float(row["eval_return"])))
-                common = min(len(e) for e in evals)
-                while reported < common:
-                    value = sum(e[reported][1] for e in evals) / len(evals)
-                    trial.report(value, step=reported + 1)
-                    reported += 1
-                    if progress:
-                        print(f"trial {trial.number}: evaluation {reported} (of about {sweep.evaluations}) at "
-                              f"{evals[0][reported - 1][0]} steps: {value:.3f}", file=sys.stderr, flush=True)
-                    if trial.should_prune():
-                        raise optuna.TrialPruned(f"pruned after evaluation {reported}: {value:.3f}")
-            if any(not e for e in evals):
-                raise HarnessError("a run of this trial produced no evaluation")
-            value = sum(objective_value(e, cfg.steps, sweep.window) for e, (_, _, cfg) in zip(evals, runs)) / len(runs)
-            if not math.isfinite(value):
-                raise HarnessError(f"objective is not finite ({value})")
-            return value
-        except optuna.TrialPruned:
-            raise
-        except KeyboardInterrupt as exc:  # stopped by a signal: the runs checkpointed; a re-run retries it
-            trial.set_user_attr("interrupted", True)
-            trial.set_user_attr("fail_reason", f"interrupted ({exc}); re-running the sweep retries it from its "
-                                               "runs' checkpoints")
-            raise
-        except Exception as exc:  # recorded on the trial; the sweep goes on
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:2000])
-            if progress:
-                print(f"trial {trial.number} failed: {exc}", file=sys.stderr)
-            raise
-        finally:
-            for it in iters:
-                it.close()
-            for t in trainers:  # those whose iteration never started
-                t.close()
-
-    return objective
-
-
-def _logged_evals(metrics_file: Path) -> list[tuple[int, float]]:
-    import csv
-    out = []
-    with open(metrics_file, newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row.get("eval_return") not in (None, "") and int(row["iteration"]) > 0:
-                out.append((int(row["env_steps"]), float(row["eval_return"])))
-    return out
-
-
-# -- study plumbing ------------------------------------------------------------------------------
-def make_storage(sweep: Sweep, storage: str | None):
-    import warnings
-
-    import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-
-    url = sweep.storage_url(storage)
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    journal = journal_path(url)
-    if journal is not None:  # a file on a shared filesystem: no database server needed
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        return JournalStorage(JournalFileBackend(str(journal), lock_obj=JournalFileOpenLock(str(journal))))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeats are marked experimental
-            return RDBStorage(
-                url, heartbeat_interval=sweep.heartbeat, grace_period=sweep.grace,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=sweep.max_retry),
-                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-            )
-    except (ImportError, ModuleNotFoundError) as exc:
-        raise HarnessError(f"storage {_safe_url(url)!r} needs a database driver that is not installed ({exc})") from None
-    except Exception as exc:  # sqlalchemy.exc.* : connection refused, bad URL, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HarnessError(f"cannot open storage {_safe_url(url)!r}: {first}") from None
-    finally:
-        # Failed trials are reported by the harness in one line each, without Optuna's traceback.
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-
-
-def journal_path(url: str) -> Path | None:
-    """The file of a ``journal:///abs/path.log`` (or ``journal:rel/path.log``) storage, else None."""
-    if not url.startswith("journal:"):
-        return None
-    rest = url[len("journal:"):]
-    path = Path(rest[2:] if rest.startswith("//") else rest)  # journal:///abs -> /abs
-    if str(path) in ("", ".", "/"):
-        raise HarnessError(f"storage {url!r} names no file; write journal:///path/to/study.log")
-    return path
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password (in ``user:password@`` or in a ``password=`` query parameter)."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        cred, host = rest.rsplit("@", 1)
-        url = f"{scheme}://{cred.split(':', 1)[0]}@{host}"
-    return re.sub(r"(?i)((?:password|passwd|pwd|pass)=)[^&;]*", r"\1***", url)
-
-
-def make_sampler(sweep: Sweep, offset: int):
-    import optuna
-    seed = sweep.seed + offset
-    if sweep.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, sweep.trials // 3)))
-
-
-def make_pruner(sweep: Sweep):
-    import optuna
-    if sweep.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=sweep.startup, n_warmup_steps=sweep.warmup)
-    if sweep.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, sweep.warmup), max_resource=sweep.evaluations)
-    return optuna.pruners.NopPruner()
-
-
-def open_study(sweep: Sweep, storage: str | None, resume: bool, offset: int = 0):
-    import optuna
-    st = make_storage(sweep, storage)
-    exists = sweep.name in [s.study_name for s in optuna.get_all_study_summaries(st)]
-    if resume and not exists:
-        raise HarnessError(f"--resume: no study {sweep.name!r} in {_safe_url(sweep.storage_url(storage))}")
-    study = optuna.create_study(study_name=sweep.name, storage=st, direction="maximize", load_if_exists=True,
-                                sampler=make_sampler(sweep, offset), pruner=make_pruner(sweep))
-    old = study.user_attrs.get("sweep_digest")
-    if old is None:
-        study.set_user_attr("sweep_digest", sweep.digest)
-        study.set_user_attr("sweep_file", sweep.path.read_text())
-    elif old != sweep.digest:
-        raise HarnessError(f"study {sweep.name!r} in {_safe_url(sweep.storage_url(storage))} was made by a different "
-                           f"sweep file (digest {old} vs {sweep.digest}); use another name or storage")
-    return study
-
-
-def requeue_interrupted(study) -> list[int]:
-    """Queue a retry (same parameters, same run directories) of every trial a signal interrupted
-    that has no retry yet; return the numbers of the trials retried."""
-    from optuna.trial import TrialState
-    trials = study.get_trials(deepcopy=False)
-    def origin(t):
-        history = t.system_attrs.get("retry_history", [])
-        return history[0] if history else t.user_attrs.get("retry_of", t.number)
-    done = {}
-    for t in trials:
-        done.setdefault(origin(t), []).append(t)
-    retried = []
-    for t in trials:
-        if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") \
-                and not any(o.number > t.number for o in done[origin(t)]):
-            study.enqueue_trial(t.params, user_attrs={"retry_of": origin(t)}, skip_if_exists=False)
-            retried.append(t.number)
-    return retried
-
-
-def _counts(study) -> dict[str, int]:
-    from optuna.trial import TrialState
-    trials = study.get_trials(deepcopy=False)
-    return {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
-
-
-def _finished(study) -> int:
-    c = _counts(study)
-    return c["complete"] + c["pruned"]
-
-
+# -- the workers ----------------------------------------------------------------------------------
 def worker(sweep: Sweep, storage: str | None, total: int, offset: int, progress: bool) -> None:
     """One worker: run trials until the study holds ``total`` finished ones (or, as a guard
     against a broken setup, until ``max(10, 2 * total)`` trials have failed)."""
@@ -531,23 +302,15 @@ def worker(sweep: Sweep, storage: str | None, total: int, offset: int, progress:
     max_failures = max(10, 2 * total)
 
     def stop_when_done(study: optuna.Study, trial: Any) -> None:
-        c = _counts(study)
+        c = trial_counts(study)
         if c["complete"] + c["pruned"] >= total or c["fail"] >= max_failures:
             study.stop()
         if progress:
             _print_trial(study, trial, c, total)
 
-    if _finished(study) >= total:
+    if finished_trials(study) >= total:
         return
     study.optimize(objective, callbacks=[stop_when_done], catch=(Exception,), gc_after_trial=True)
-
-
-def study_trials(sweep: Sweep, storage: str | None) -> list:
-    import optuna
-    st = make_storage(sweep, storage)
-    if sweep.name not in [s.study_name for s in optuna.get_all_study_summaries(st)]:
-        return []
-    return optuna.load_study(study_name=sweep.name, storage=st).get_trials(deepcopy=False)
 
 
 def _print_trial(study, trial, counts: dict[str, int], total: int) -> None:
@@ -568,23 +331,11 @@ def _run_workers(sweep: Sweep, storage: str | None, total: int, jobs: int, progr
     failures: list[str] = []
     if progress:
         print(f"sweep workers: {runner.resources()}", file=sys.stderr)
-    try:
-        runner.check_output(shared.out)
-        runner.submit([Job(k, worker, (shared, storage, total, k, progress)) for k in range(jobs)])
-        stopped = False
-        while runner.pending():
-            if stopping.requested() is not None and not stopped:
-                runner.stop()  # each worker's running trial checkpoints its runs and stops
-                stopped = True
-            for job, _, exc in runner.wait(0.5):
-                if exc is not None and not isinstance(exc, (KeyboardInterrupt, cf.CancelledError)):
-                    failures.append(f"worker {job.key}: {exc}")
-    except KeyboardInterrupt:  # asked twice: stop the workers now (their checkpoints stay)
-        runner.kill()
-        raise
-    finally:
-        runner.close()
-    stopping.check()
+
+    def on_end(job: Job, _: Any, exc: BaseException | None) -> None:
+        if failed(exc):
+            failures.append(f"worker {job.key}: {exc}")
+    dispatch(runner, [Job(k, worker, (shared, storage, total, k, progress)) for k in range(jobs)], shared.out, on_end)
     if failures:
         raise HarnessError(f"{len(failures)} sweep worker(s) failed ({failures[0]}); re-run with --resume to continue")
 
@@ -602,18 +353,12 @@ def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = Non
     if jobs < 1:
         raise HarnessError(f"--jobs {jobs} must be >= 1")
     check_writable(sweep.out)
-    url = sweep.storage_url(storage)
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:" or journal_path(url) is not None:
-        db = journal_path(url) or Path(url[len("sqlite:///"):])
-        kind = "journal" if journal_path(url) is not None else "SQLite study"
-        check_writable(db.parent, f"the {kind}'s directory")
-        if db.exists() and not os.access(db, os.W_OK):
-            raise HarnessError(f"cannot write to the {kind} {str(db)!r}: the file is read-only")
+    check_storage(sweep.storage_url(storage))
     study = open_study(sweep, storage, resume)
     retried = requeue_interrupted(study)
     if progress:
-        print(f"sweep {sweep.name}: study in {_safe_url(sweep.storage_url(storage))}, "
-              f"{_finished(study)}/{total} trials finished, {jobs} worker(s)"
+        print(f"sweep {sweep.name}: study in {mask_url(sweep.storage_url(storage))}, "
+              f"{finished_trials(study)}/{total} trials finished, {jobs} worker(s)"
               + (f"; retrying interrupted trial(s) {retried} from their checkpoints" if retried else ""),
               file=sys.stderr)
     if jobs == 1 and executor == "local":
@@ -621,98 +366,3 @@ def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = Non
     else:
         _run_workers(sweep, storage, total, jobs, progress, executor, executor_options or {})
     return write_outputs(sweep, storage)
-
-
-# -- outputs -------------------------------------------------------------------------------------
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return json.dumps(str(v))
-
-
-def write_outputs(sweep: Sweep, storage: str | None) -> dict[str, Any]:
-    """best.toml, trials.csv, study.json and the figures; returns a summary."""
-    import optuna
-
-    from harness.results import versions
-
-    study = optuna.load_study(study_name=sweep.name, storage=make_storage(sweep, storage))
-    out = sweep.out
-    written: list[Path] = []
-    trials_csv = out / "trials.csv"
-    study.trials_dataframe().to_csv(trials_csv, index=False)
-    written.append(trials_csv)
-    summary: dict[str, Any] = {"study": sweep.name, "storage": _safe_url(sweep.storage_url(storage)),
-                               "counts": _counts(study), "sweep_digest": sweep.digest, "versions": versions()}
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if complete:
-        best = study.best_trial
-        summary.update(best_value=best.value, best_trial=best.number, best_params=best.params)
-        lines = [f"# Best parameters of sweep {sweep.name!r} ({sweep.scheme} on {', '.join(sweep.tasks)}):",
-                 f"# trial {best.number}, objective {best.value:.4f} (mean evaluation return over the last "
-                 f"{sweep.window:.0%} of training, over seeds {sweep.seeds}).",
-                 f"# Use: harness train --config {out / 'best.toml'} ...   or   include = \"...\" in a suite table."]
-        # The sweep's fixed settings too (budget, [config]), so the best trial's runs can be made again
-        # from this file alone; its parameters override them.
-        fixed = {k: v for k, v in sweep.fixed if k not in ("threads",) and k not in RUN_ONLY}
-        tables: dict[str, dict[str, Any]] = {}
-        for prefix, table in TABLES.items():  # options as [env] / [scheme_options] tables
-            opts = dict(fixed.pop(table, {}) or {})
-            for source in (fixed, best.params):
-                opts.update({k[len(prefix) + 1:]: v for k, v in source.items() if k.startswith(prefix + ".")})
-            fixed = {k: v for k, v in fixed.items() if not k.startswith(prefix + ".")}
-            tables[table] = opts
-        merged = {"scheme": sweep.scheme, **fixed,
-                  **{k: v for k, v in best.params.items() if k.partition(".")[0] not in TABLES}}
-        lines += [f"{k} = {_toml_value(v)}" for k, v in merged.items()]
-        for table, opts in tables.items():
-            if opts:
-                lines += ["", f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in opts.items()]
-        best_file = out / "best.toml"
-        best_file.write_text("\n".join(lines) + "\n")
-        written.append(best_file)
-    summary["figures"] = [str(p) for p in _figures(study, out)]
-    (out / "study.json").write_text(json.dumps(summary, indent=2, default=str))
-    written.append(out / "study.json")
-    summary["files"] = [str(p) for p in written] + summary["figures"]
-    return summary
-
-
-def _figures(study, out: Path) -> list[Path]:
-    import warnings
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import optuna
-    from optuna.visualization import matplotlib as ovm
-
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    files = []
-    plots = [("history", ovm.plot_optimization_history, 1), ("intermediate", ovm.plot_intermediate_values, 1),
-             ("slices", ovm.plot_slice, 1), ("importances", ovm.plot_param_importances, 2)]
-    for name, fn, need in plots:
-        if len(complete) < need:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                ax = fn(study)
-            except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. importances of a constant objective
-                print(f"sweep: skipped figure {name}: {exc}", file=sys.stderr)
-                continue
-        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-        if name != "slices":  # the slice plot places its own colour bar
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fig.tight_layout()
-        for ext in ("png", "pdf"):
-            path = out / f"{name}.{ext}"
-            fig.savefig(path, dpi=120)
-            files.append(path)
-        plt.close(fig)
-    return files

@@ -48,17 +48,14 @@ class Tuning:
     def study_record(self) -> dict[str, Any] | None:
         """The best trial of a study that has reached its trial count, as recorded in run provenance;
         None while the study is short of trials."""
-        import optuna
-
-        from harness.sweep import _finished, _safe_url, make_storage
-        st = make_storage(self.sweep, self.storage)
-        if self.sweep.name not in [s.study_name for s in optuna.get_all_study_summaries(st)]:
+        from harness.study import existing_study, finished_trials, mask_url
+        study = existing_study(self.sweep, self.storage)
+        if study is None:
             return None
-        study = optuna.load_study(study_name=self.sweep.name, storage=st)
-        if _finished(study) < self.sweep.trials or not any(t.value is not None for t in study.best_trials):
+        if finished_trials(study) < self.sweep.trials or not any(t.value is not None for t in study.best_trials):
             return None
         best = study.best_trial
-        return {"study": self.sweep.name, "storage": _safe_url(self.sweep.storage_url(self.storage)),
+        return {"study": self.sweep.name, "storage": mask_url(self.sweep.storage_url(self.storage)),
                 "trial": best.number, "objective": best.value,
                 # the searched values of the best trial, and the space's fixed values (part of every trial)
                 "params": {**{d.name: d.value for d in self.sweep.space if d.kind == "fixed"}, **best.params},
@@ -67,7 +64,7 @@ class Tuning:
 
     def progress(self) -> str:
         """``k/N trials`` of the study (0 when it does not exist yet)."""
-        from harness.sweep import study_trials
+        from harness.study import study_trials
         from optuna.trial import TrialState
         done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED)
                    for t in study_trials(self.sweep, self.storage))

@@ -20,7 +20,8 @@ import pytest
 from optuna.trial import TrialState
 
 from harness.cli import main
-from harness.sweep import load_sweep, objective_value, parse_dimension, run_sweep
+from harness.objective import objective_value
+from harness.sweep import load_sweep, parse_dimension, run_sweep
 
 TINY_CONFIG = """
 [config]
