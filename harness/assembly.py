@@ -18,7 +18,7 @@ import torch
 from harness.config import TrainConfig
 from harness.continuation import init_file
 from harness.devices import move_scheme, resolve_device
-from harness.errors import HarnessError, PluginError, plugin_call
+from harness.errors import PluginError, plugin_call
 from harness.memory import check_memory
 from harness.plugins import Registries
 from harness.results import RunDir

@@ -14,15 +14,13 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.config import build_config
 from harness.errors import HarnessError
 from harness.plugins import Registries
 from harness.study import retry_origin
-
-if TYPE_CHECKING:
-    from harness.sweep import Sweep
+from harness.sweep_file import Sweep
 
 
 def trial_configs(sweep: Sweep, params: dict[str, Any]) -> list[tuple[str, int, Any]]:

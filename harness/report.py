@@ -377,7 +377,7 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def summary_markdown(summary: pd.DataFrame, iqm_table: pd.DataFrame, improvement: pd.DataFrame,
                      versions: list[str]) -> str:
     """The Markdown report: final returns per task, then the aggregate over tasks."""
-    lines = ["# Results", "", f"Final score of a run: its evaluation return at its last evaluation. "
+    lines = ["# Results", "", "Final score of a run: its evaluation return at its last evaluation. "
              "Mean over seeds with a 95% percentile-bootstrap CI over seeds (2000 resamples).", ""]
     absolute = bool((summary["n_absolute"] > 0).any()) if "n_absolute" in summary else False
     lines += _markdown_table(

@@ -14,13 +14,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.errors import HarnessError
 from harness.results import check_writable
-
-if TYPE_CHECKING:
-    from harness.sweep import Sweep
+from harness.sweep_file import Sweep
 
 
 def make_storage(sweep: Sweep, storage: str | None):

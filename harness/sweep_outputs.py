@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.config import RUN_ONLY, TABLES
 from harness.study import make_storage, mask_url, trial_counts
-
-if TYPE_CHECKING:
-    from harness.sweep import Sweep
+from harness.sweep_file import Sweep
 
 
 def _toml_value(v: Any) -> str:

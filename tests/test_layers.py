@@ -22,8 +22,8 @@ LAYERS: list[tuple[str, set[str]]] = [
                    "stats", "results", "checkpoint", "provenance", "evaluation", "task_check", "memory",
                    "devices", "run_lock", "tracking", "executor"}),
     ("run", {"policy", "rollout", "assembly", "best_policy", "continuation", "run_setup", "trainer"}),
-    ("commands", {"dispatch", "bench", "study", "sweep", "sweep_outputs", "tuning", "report", "plot", "eval_run",
-                  "conformance", "cli"}),
+    ("commands", {"dispatch", "bench", "tuning", "sweep_file", "study", "objective", "sweep_outputs", "sweep",
+                  "report", "plot", "eval_run", "conformance", "cli"}),
 ]
 
 
