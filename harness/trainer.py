@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
 from harness import stopping
 from harness.advantage import critic_advantages
 from harness.assembly import assemble
