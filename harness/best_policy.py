@@ -1,5 +1,9 @@
 """The best policy of a run: the scheme state of its best evaluation so far (``best.pt``), and the
-absolute metric, that policy re-evaluated at the end on more episodes (the marl-eval protocol)."""
+absolute metric, that policy re-evaluated at the end on more episodes (the marl-eval protocol).
+
+The absolute metric plays episodes that no evaluation played (the evaluations chose the best policy
+on their episodes, so re-playing them would count the selection's luck again): the caller's
+``evaluate`` plays them on a stream of start states of their own."""
 
 from __future__ import annotations
 
@@ -9,6 +13,10 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.results import RunDir
+
+#: ``absolute.json``'s ``start_states``: the absolute metric's episodes are its own (runs made before it
+#: have no such key: their absolute metric re-played the evaluation episodes).
+STREAM = "own stream"
 
 
 class BestPolicy:
@@ -38,11 +46,12 @@ class BestPolicy:
 
     def absolute_metric(self, scheme: Any, evaluate: Callable[[int], list[float]], episodes: int,
                         weights_changed: Callable[[], None]) -> dict[str, Any] | None:
-        """The best policy loaded into ``scheme`` and scored by ``evaluate(episodes)``, then the scheme's
-        state put back; None when no evaluation ran. Written to ``absolute.json`` in a run directory."""
+        """The best policy loaded into ``scheme`` and scored by ``evaluate(episodes)`` (on fresh start
+        states), then the scheme's own state put back; None when no evaluation ran. Written to
+        ``absolute.json`` in a run directory."""
         if self.state is None:
             return None
-        current = scheme.state_dict()
+        current = copy.deepcopy(scheme.state_dict())  # a copy: a state dict holds live tensors
         scheme.load_state_dict(self.state["scheme"])
         weights_changed()
         returns = evaluate(episodes)
@@ -50,7 +59,7 @@ class BestPolicy:
         weights_changed()
         best = self.state["best"]
         absolute = {"absolute_return": float(np.mean(returns)), "absolute_return_std": float(np.std(returns)),
-                    "episodes": episodes, "returns": [float(f"{r:.6g}") for r in returns],
+                    "episodes": episodes, "returns": [float(f"{r:.6g}") for r in returns], "start_states": STREAM,
                     "best_eval_return": best[0], "best_iteration": best[1], "best_env_steps": best[2]}
         if self.run is not None:
             self.run.write_absolute(absolute)

@@ -106,8 +106,9 @@ class VecTask(ABC):
         """Release resources (worker processes, simulators)."""
 
 
-#: The episode streams of a run: training copies and evaluation copies play different episodes.
-TRAIN_STREAM, EVAL_STREAM = 0, 1
+#: The episode streams of a run: training copies, evaluation copies (the curves and the choice of the
+#: best policy) and the absolute metric's copies each play episodes of their own.
+TRAIN_STREAM, EVAL_STREAM, ABSOLUTE_STREAM = 0, 1, 2
 
 
 def episode_seed(seed: int, copy: int, episode: int, stream: int) -> int:

@@ -35,7 +35,7 @@ from harness.rollout import Collector
 from harness.run_lock import RunLock
 from harness.run_setup import open_run
 from harness.scheme import core_advantages
-from harness.task_api import EVAL_STREAM, VecTask
+from harness.task_api import ABSOLUTE_STREAM, EVAL_STREAM, VecTask
 from harness.tasks import make_task
 from harness.tracking import RunWatchers
 
@@ -56,7 +56,7 @@ class Trainer:
         self.scheme_plugin, self.device, self.scheme_fixed = parts.scheme_plugin, parts.device, parts.scheme_fixed
         self.policy = Policy(self.scheme, self.builder, self.task.action_spaces, self.device, cfg.seed)
         self.rollout = Collector(self.task, self.policy, self.checker, cfg.rollout_length)
-        self.eval_task: VecTask | None = None
+        self._eval_tasks: dict[int, VecTask] = {}  # evaluation copies per episode stream, built when first used
         self.iteration = self.env_steps = 0
         self.best_policy = BestPolicy(self.run)
         self.absolute: dict[str, Any] | None = None
@@ -168,21 +168,27 @@ class Trainer:
         return self.rollout.obs
 
     # -- evaluation --------------------------------------------------------------------------
-    def evaluate(self, episodes: int | None = None, stoppable: bool = False) -> list[float]:
+    def evaluate(self, episodes: int | None = None, stoppable: bool = False, stream: int = EVAL_STREAM) -> list[float]:
         """Team returns of ``episodes`` (default ``eval_episodes``) episodes of the deterministic policy.
 
-        Every evaluation plays the same start states, one episode each (episode k of copy c; see
-        :mod:`harness.evaluation`), so curves compare policies and short episodes are not over-counted.
+        Every evaluation plays the same start states of ``stream``, one episode each (episode k of copy
+        c; see :mod:`harness.evaluation`), so curves compare policies and short episodes are not
+        over-counted.
         """
         cfg = self.cfg
-        if self.eval_task is None:
-            self.eval_task = make_task(self.regs, cfg.task, cfg.eval_envs, cfg.seed, cfg.env, stream=EVAL_STREAM)
+        if stream not in self._eval_tasks:
+            self._eval_tasks[stream] = make_task(self.regs, cfg.task, cfg.eval_envs, cfg.seed, cfg.env, stream=stream)
 
         def act(obs: list[np.ndarray]) -> list[np.ndarray]:
             if stoppable:  # a standalone evaluation (harness eval) stops at once when asked
                 stopping.check()
             return self.policy.greedy(obs)
-        return play_fixed_episodes(self.eval_task, act, episodes or cfg.eval_episodes, self.checker)
+        return play_fixed_episodes(self._eval_tasks[stream], act, episodes or cfg.eval_episodes, self.checker)
+
+    @property
+    def eval_task(self) -> VecTask | None:
+        """The evaluation copies (None before the first evaluation)."""
+        return self._eval_tasks.get(EVAL_STREAM)
 
     def _evaluation(self) -> dict[str, Any]:
         """One evaluation as metrics columns (mean, std, the per-episode returns); the best policy kept."""
@@ -198,9 +204,11 @@ class Trainer:
         return self.best_policy.best
 
     def _absolute_metric(self) -> None:
-        """The marl-eval protocol's absolute metric (see :class:`harness.best_policy.BestPolicy`)."""
+        """The marl-eval protocol's absolute metric, on start states no evaluation played (see
+        :class:`harness.best_policy.BestPolicy`)."""
         episodes = self.cfg.eval_episodes * self.cfg.absolute_factor
-        self.absolute = self.best_policy.absolute_metric(self.scheme, self.evaluate, episodes, self.weights_changed)
+        self.absolute = self.best_policy.absolute_metric(
+            self.scheme, lambda n: self.evaluate(n, stream=ABSOLUTE_STREAM), episodes, self.weights_changed)
         if self.absolute is not None:
             self.log(f"absolute metric: best policy (iteration {self.absolute['best_iteration']}) scores "
                      f"{self.absolute['absolute_return']:.2f} over {episodes} episodes")
@@ -287,5 +295,5 @@ class Trainer:
         if self.lock is not None:
             self.lock.release()
         self.task.close()
-        if self.eval_task is not None:
-            self.eval_task.close()
+        for task in self._eval_tasks.values():
+            task.close()
