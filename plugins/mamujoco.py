@@ -48,6 +48,18 @@ SCENARIOS = (
     "Humanoid-17x1",
 )
 
+# Normalisation ceilings (harness.references): the best 10M-step return the HAPPO papers report for
+# HAPPO or MAPPO, read off their learning-curve figures, for the papers' 1000-step episodes.
+_ICLR, _JMLR = "Kuba et al., ICLR 2022", "Zhong et al., JMLR 2024"
+REFERENCES = {
+    "HalfCheetah-6x1": {"return": 4400.0, "source": f"HAPPO at 10M steps, {_ICLR} (read off its figure)"},
+    "HalfCheetah-2x3": {"return": 7000.0, "source": f"HAPPO at 10M steps, {_JMLR} (read off its figure)"},
+    "Hopper-3x1": {"return": 3550.0, "source": f"MAPPO at 10M steps, {_JMLR} (read off its figure)"},
+    "Humanoid-17x1": {"return": 6700.0, "source": f"HAPPO at 10M steps, {_JMLR} (read off its figure)"},
+}
+for _ref in REFERENCES.values():
+    _ref["options"] = {"episode_limit": 1000}
+
 OBS_MODES = ("local", "global")
 
 OPTIONS = {
@@ -380,5 +392,6 @@ def tuned_overrides(task: str) -> dict[str, Any]:
 @hookimpl
 def register_tasks(register):
     register("mamujoco", make_task, scenarios=SCENARIOS, open_scenarios=True, options=OPTIONS, tuned=tuned_overrides,
+             references=REFERENCES,
              smoke=("HalfCheetah-2x3", {"episode_limit": 30}),
              description="multi-agent MuJoCo from gymnasium-robotics (shared team reward)")

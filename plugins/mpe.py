@@ -21,11 +21,16 @@ from harness.hookspecs import hookimpl
 from harness.options import Option, resolve_options
 from harness.task_api import PettingZooVecTask, VecTask, make_vec_task
 
+# Normalisation ceilings (harness.references): MPE's rewards are negative distances (and collision
+# penalties), so no team return exceeds 0; the ceiling is that bound.
+_BOUND = {"return": 0.0, "source": "upper bound: MPE's rewards are negative distances and penalties"}
+
 SCENARIOS = {
     "simple_spread": "simple_spread_v3",
     "simple_speaker_listener": "simple_speaker_listener_v4",
     "simple_reference": "simple_reference_v3",
 }
+REFERENCES = {name: _BOUND for name in SCENARIOS}
 
 OPTIONS = {
     "continuous": Option(bool, False, "continuous (Box) actions instead of discrete ones"),
@@ -124,5 +129,5 @@ def make_task(scenario: str, n_envs: int, seed: int, options: dict[str, Any], st
 @hookimpl
 def register_tasks(register):
     register("mpe", make_task, scenarios=tuple(SCENARIOS), options=OPTIONS,
-             smoke=("simple_speaker_listener", {}),
+             smoke=("simple_speaker_listener", {}), references=REFERENCES,
              description="MPE particle tasks from mpe2 (team reward = sum of agent rewards)")
