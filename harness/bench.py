@@ -50,7 +50,7 @@ from harness.tasks import make_task, split_task
 from harness.tracking import check_loggers
 
 SUITE_KEYS = {"name", "description", "schemes", "tasks", "seeds", "steps", "eval_interval", "eval_episodes",
-              "tuned", "plugins"}
+              "tuned", "plugins", "unequal_tuning"}
 TOP_KEYS = {"suite", "config", "tasks", "schemes", "executor", "tune"}
 
 
@@ -144,7 +144,8 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
             v = suite[key]
             ok = isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if key == "eval_interval" else v > 0)
             need(ok, path, f"[suite] {key}={v!r} must be a {'non-negative' if key == 'eval_interval' else 'positive'} integer")
-    need(isinstance(suite.get("tuned", False), bool), path, f"[suite] tuned={suite.get('tuned')!r} must be true or false")
+    for key in ("tuned", "unequal_tuning"):
+        need(isinstance(suite.get(key, False), bool), path, f"[suite] {key}={suite.get(key)!r} must be true or false")
     plugins = list(dict.fromkeys(plugin_list(suite.get("plugins", []), path, "suite") + absolute_specs(extra_plugins)))
     regs = regs or load_plugins(plugins)
     for s in schemes:
@@ -201,7 +202,7 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
             pair_overrides[(task, scheme)] = over
     result.out = out  # type: ignore[attr-defined]
     result.tunings = tuning.build_tunings(tune_specs, path, name, tasks, seeds, suite.get("eval_episodes"), out, regs,
-                                          pair_overrides, plugins)
+                                          pair_overrides, plugins, schemes, suite.get("unequal_tuning", False))
     return result
 
 
@@ -365,7 +366,8 @@ def describe(suite: Suite) -> list[str]:
         else:
             apply_tuning(suite, {scheme: record})
             lines.append(f"tuning {scheme}: done, best trial {record['trial']} ({record['objective']:.3f}): "
-                         f"{record['params']}")
+                         f"{record['params']}; {record['env_steps']:,} env steps trained, pruned trials included"
+                         + (" (unequal tuning: allowed by the suite)" if record.get("unequal_tuning") else ""))
     for r in suite.runs:
         if r.scheme in waiting:
             lines.append(f"{r.label}: {build_config(r.overrides).steps} steps with {r.scheme}'s tuned parameters "

@@ -47,11 +47,37 @@ def objective_value(evals: list[tuple[int, float]], total_steps: int, window: fl
     return float(sum(tail) / len(tail))
 
 
+def task_scales(sweep: Sweep, regs: Registries) -> dict[str, tuple[float, float]] | None:
+    """``{task: (floor, ceiling)}`` for a sweep over several tasks, whose objective averages normalised
+    returns, ``(x - floor) / (ceiling - floor)`` (see :mod:`harness.references`: the floor is measured
+    on the tuning seeds' evaluation start states), so no task decides by the size of its returns.
+    None for one task: its raw return is the objective."""
+    if len(sweep.tasks) == 1:
+        return None
+    from harness.references import ceiling, floor
+    scales: dict[str, tuple[float, float]] = {}
+    for task, _, cfg in trial_configs(sweep, {}):
+        if task not in scales:
+            top = ceiling(regs, cfg)["ceiling"]
+            if top is None:
+                raise HarnessError(f"sweep over several tasks: {task} has no reference return to normalise by")
+            scales[task] = (floor(regs, cfg, list(sweep.seeds))["floor"], top)
+    return scales
+
+
 def make_objective(sweep: Sweep, regs: Registries, progress: bool):
     """The function Optuna calls with each trial of ``sweep`` (``progress``: a line per evaluation)."""
     import optuna
 
     from harness.trainer import Trainer
+
+    scales = task_scales(sweep, regs)  # measured once per worker
+
+    def score(task: str, value: float) -> float:
+        if scales is None:
+            return value
+        low, high = scales[task]
+        return (value - low) / (high - low)
 
     def objective(trial: optuna.Trial) -> float:
         params = {d.name: d.suggest(trial) for d in sweep.space}
@@ -86,7 +112,7 @@ def make_objective(sweep: Sweep, regs: Registries, progress: bool):
                         evals[k].append((row["env_steps"], float(row["eval_return"])))
                 common = min(len(e) for e in evals)
                 while reported < common:
-                    value = sum(e[reported][1] for e in evals) / len(evals)
+                    value = sum(score(task, e[reported][1]) for e, (task, _, _) in zip(evals, runs)) / len(evals)
                     trial.report(value, step=reported + 1)
                     reported += 1
                     if progress:
@@ -96,7 +122,8 @@ def make_objective(sweep: Sweep, regs: Registries, progress: bool):
                         raise optuna.TrialPruned(f"pruned after evaluation {reported}: {value:.3f}")
             if any(not e for e in evals):
                 raise HarnessError("a run of this trial produced no evaluation")
-            value = sum(objective_value(e, cfg.steps, sweep.window) for e, (_, _, cfg) in zip(evals, runs)) / len(runs)
+            value = sum(score(task, objective_value(e, cfg.steps, sweep.window))
+                        for e, (task, _, cfg) in zip(evals, runs)) / len(runs)
             if not math.isfinite(value):
                 raise HarnessError(f"objective is not finite ({value})")
             return value

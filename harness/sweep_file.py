@@ -16,6 +16,7 @@ from harness.config import (FIELDS, RUN_ONLY, TABLES, absolute_specs, build_conf
                             plugin_list, read_spec_file, seed_list)
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
+from harness.references import ceiling
 from harness.scheme_config import resolved
 from harness.tasks import make_task
 from harness.tracking import check_loggers
@@ -221,6 +222,10 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
         except HarnessError as exc:
             raise HarnessError(f"{path}: {task}: {exc}") from None
         make_task(regs, task, 1, 0, cfg.env).close()
+        # Several tasks: the objective averages normalised returns (harness.objective.task_scales).
+        need(len(tasks) == 1 or ceiling(regs, cfg)["ceiling"] is not None, path,
+             f"{task} has no reference return (its task plugin declares none for these options), and a sweep over "
+             "several tasks scores trials on returns normalised by one; tune one task per sweep")
     name = check_name(sw.get("name", path.stem), path, "sweep")
     out = Path(out) if out is not None else Path("results") / "sweeps" / name
     kept = {t: [(k, v) for k, v in over if k not in RUN_ONLY] for t, over in per_task.items()}

@@ -18,7 +18,10 @@ every task's own settings (tuned values, ``[config]``, ``[tasks.T]``, ``[schemes
 leading dot keeps them out of the comparison's results). ``harness bench`` runs the studies first
 (resuming them), then trains the comparison with each scheme's best parameters applied last, and
 records the tuning in every run's ``config.json`` (``tuning``: study, storage, trial, objective,
-parameters, seeds). Tuning and evaluation seeds must not overlap.
+parameters, seeds, and the environment steps the study trained, pruned trials included). Tuning and
+evaluation seeds must not overlap. Every scheme of the suite is tuned, with the same trials, steps,
+seeds, evaluations and pruner, unless the suite says ``unequal_tuning = true`` (recorded, and said by
+the plots).
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ class Tuning:
     """One scheme's tuning study, as a suite asks for it."""
 
     scheme: str
-    sweep: Any  # harness.sweep.Sweep
+    sweep: Any  # harness.sweep_file.Sweep
     storage: str | None
+    unequal: bool = False  # the suite allowed schemes different tuning budgets (unequal_tuning = true)
 
     def study_record(self) -> dict[str, Any] | None:
         """The best trial of a study that has reached its trial count, as recorded in run provenance;
@@ -60,7 +64,8 @@ class Tuning:
                 # the searched values of the best trial, and the space's fixed values (part of every trial)
                 "params": {**{d.name: d.value for d in self.sweep.space if d.kind == "fixed"}, **best.params},
                 "trials": self.sweep.trials, "steps": self.sweep.steps, "seeds": list(self.sweep.seeds),
-                "tasks": list(self.sweep.tasks)}
+                "tasks": list(self.sweep.tasks), "env_steps": trained_steps(self.sweep.out / "trials"),
+                **({"unequal_tuning": True} if self.unequal else {})}
 
     def progress(self) -> str:
         """``k/N trials`` of the study (0 when it does not exist yet)."""
@@ -94,11 +99,35 @@ def take_specs(data: dict[str, Any], path: Path, schemes: list[str]) -> dict[str
 _BUDGET_KEYS = {"threads", "steps", "eval_interval", "eval_episodes"}
 
 
+#: What every tuned scheme of a suite must share, unless the suite says ``unequal_tuning = true``.
+EQUAL = {"trials": "trials", "steps": "steps", "seeds": "seeds", "evaluations": "evaluations",
+         "eval_episodes": "eval_episodes", "window": "objective_window", "pruner": "pruner",
+         "startup": "pruner_startup_trials", "warmup": "pruner_warmup_evals"}
+
+
+def check_equal(tunings: dict[str, Tuning], schemes: list[str], path: Path) -> None:
+    """A tuned comparison tunes every scheme, each with the same budget: else a one-line error."""
+    if not tunings:
+        return
+    untuned = [s for s in schemes if s not in tunings]
+    how = "; or set unequal_tuning = true in [suite] (the plots then say so)"
+    need(not untuned, path, f"unequal tuning: {', '.join(tunings)} tuned and {', '.join(untuned)} not; tune every "
+                            f"scheme (a [tune] table gives them all the same budget){how}")
+    first, *rest = tunings.values()
+    for other in rest:
+        for attr, key in EQUAL.items():
+            a, b = getattr(first.sweep, attr), getattr(other.sweep, attr)
+            need(a == b, path, f"unequal tuning: {key} is {a} for {first.scheme} and {b} for {other.scheme}; "
+                               f"give every scheme the same tuning budget{how}")
+
+
 def build_tunings(specs: dict[str, tuple[str, Any]], path: Path, suite_name: str, tasks: list[str],
                   seeds: list[int], eval_episodes: int | None, out: Path, regs: Registries,
-                  overrides: dict[tuple[str, str], list[tuple[str, Any]]], plugins: list[str] = ()) -> dict[str, Tuning]:
+                  overrides: dict[tuple[str, str], list[tuple[str, Any]]], plugins: list[str] = (),
+                  schemes: list[str] = (), unequal: bool = False) -> dict[str, Tuning]:
     """Every requested scheme's :class:`Tuning`. ``overrides[(task, scheme)]`` are the settings the
-    comparison's runs of that pair get; the tuning runs get them too, budget keys aside."""
+    comparison's runs of that pair get; the tuning runs get them too, budget keys aside. Every scheme
+    of ``schemes`` must be tuned with the same budget (:func:`check_equal`) unless ``unequal``."""
     from harness.sweep import load_sweep, sweep_from_data
 
     result: dict[str, Tuning] = {}
@@ -133,7 +162,9 @@ def build_tunings(specs: dict[str, tuple[str, Any]], path: Path, suite_name: str
         shared = sorted(set(sweep.seeds) & set(seeds))
         need(not shared, path, f"tune of {scheme}: tuning seeds {sweep.seeds} overlap the comparison's seeds "
                                f"{seeds} (shared: {shared}); tune on other seeds")
-        result[scheme] = Tuning(scheme, sweep, storage)
+        result[scheme] = Tuning(scheme, sweep, storage, unequal)
+    if not unequal:
+        check_equal(result, list(schemes), path)
     return result
 
 
@@ -155,6 +186,18 @@ def run_tuning(tunings: dict[str, Tuning], jobs: int | None, executor: str, opti
                                    f"see {t.sweep.out / 'trials.csv'}")
         records[scheme] = record
     return records
+
+
+def trained_steps(trials_dir: Path) -> int:
+    """The environment steps every run of a study trained, pruned and failed trials included (each run's
+    last ``env_steps`` in its ``metrics.csv``)."""
+    import csv
+    total = 0
+    for metrics in sorted(Path(trials_dir).rglob("metrics.csv")):
+        with open(metrics, newline="") as fh:
+            steps = [int(r["env_steps"]) for r in csv.DictReader(fh) if r.get("env_steps", "").isdigit()]
+        total += steps[-1] if steps else 0
+    return total
 
 
 def best_so_far(trials_csv: Path) -> list[tuple[int, float]]:

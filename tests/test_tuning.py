@@ -51,6 +51,7 @@ def test_a_tuned_suite_tunes_each_scheme_then_compares_with_the_best_parameters(
             assert record["config"]["ppo_epochs"] == best.params["ppo_epochs"]
             assert record["config"]["lr"] == best.params["lr"]
             assert record["config"]["hidden_sizes"] == [16]
+            assert record["tuning"]["env_steps"] == 2 * 100  # two trials of one 100-step run
     assert (out / "plots" / "tuning.png").stat().st_size > 10_000
     runs = json.loads((out / "plots" / "provenance.json").read_text())
     assert {r["tuning"]["study"] for r in runs} == {"tiny_happo", "tiny_mappo"}
@@ -70,14 +71,22 @@ def test_tuning_seeds_must_differ_from_the_comparison_seeds(tmp_path):
         load_suite(suite_file, tmp_path / "out")
 
 
-def test_a_scheme_can_take_its_own_budget_or_skip_tuning(tmp_path):
+def test_unequal_tuning_is_refused_unless_the_suite_allows_it(tmp_path):
     suite_file = tmp_path / "s.toml"
     extra = ('[schemes.happo]\ntune = { trials = 2, steps = 100, seeds = [7], space = { ppo_epochs = { low = 1, '
              'high = 2 } } }\n')
-    suite_file.write_text(tiny_suite(100, seeds="[1]", extra=extra))
+    suite_file.write_text(tiny_suite(100, seeds="[1]", extra=extra))  # happo tuned, mappo not
+    with pytest.raises(HarnessError, match="unequal tuning: happo tuned and mappo not"):
+        load_suite(suite_file, tmp_path / "out")
+    budgets = TUNE + '[schemes.mappo]\ntune = { trials = 5 }\n'  # the same [tune], but more trials for mappo
+    suite_file.write_text(tiny_suite(100, seeds="[1]", extra=budgets))
+    with pytest.raises(HarnessError, match="unequal tuning: trials is 2 for happo and 5 for mappo"):
+        load_suite(suite_file, tmp_path / "out")
+    # Allowed when the suite says so, and then recorded.
+    suite_file.write_text(tiny_suite(100, seeds="[1]", extra=extra).replace("[suite]\n", "[suite]\nunequal_tuning = true\n"))
     suite = load_suite(suite_file, tmp_path / "out")
     assert list(suite.tunings) == ["happo"]
-    assert suite.tunings["happo"].sweep.seeds == [7]
+    assert suite.tunings["happo"].sweep.seeds == [7] and suite.tunings["happo"].unequal
     bad = tmp_path / "bad.toml"
     bad.write_text(tiny_suite(100, seeds="[1]", extra="[tune]\ntrials = 2\nstep = 100\n"))
     with pytest.raises(HarnessError, match=r"unknown key\(s\) \['step'\]"):
@@ -88,3 +97,26 @@ def test_best_so_far_keeps_the_running_maximum_of_complete_trials(tmp_path):
     csv = tmp_path / "trials.csv"
     csv.write_text("number,value,state\n0,-5.0,COMPLETE\n1,,FAIL\n2,-7.0,COMPLETE\n3,-2.5,COMPLETE\n4,-9,PRUNED\n")
     assert best_so_far(csv) == [(0, -5.0), (2, -5.0), (3, -2.5)]
+
+
+def test_a_multi_task_objective_averages_normalised_returns(tmp_path):
+    """Two tasks with returns of different sizes: each run's objective is (x - floor) / (ceiling - floor),
+    so the task with the larger returns does not decide; a task without a reference is refused."""
+    from harness.objective import task_scales
+    from harness.plugins import load_plugins
+    from harness.references import floor
+    from harness.sweep import sweep_from_data
+    regs = load_plugins()
+    data = {"sweep": {"name": "two", "scheme": "happo", "tasks": ["mpe/simple_spread", "mpe/simple_speaker_listener"],
+                      "steps": 100, "seeds": 1, "eval_episodes": 2, "trials": 1},
+            "config": {"n_envs": 2, "rollout_length": 25, "eval_envs": 2},
+            "space": {"lr": {"low": 1e-4, "high": 1e-3}}}
+    sweep = sweep_from_data(data, tmp_path / "two.toml", tmp_path / "out", regs)
+    scales = task_scales(sweep, regs)
+    assert set(scales) == set(sweep.tasks) and all(high == 0.0 for _, high in scales.values())
+    from harness.objective import trial_configs
+    cfg = next(c for t, _, c in trial_configs(sweep, {}) if t == "mpe/simple_spread")
+    assert scales["mpe/simple_spread"][0] == floor(regs, cfg, list(sweep.seeds))["floor"] < -1
+    data["sweep"]["tasks"] = ["mpe/simple_spread", "mamujoco/Walker2d-2x3"]
+    with pytest.raises(HarnessError, match="mamujoco/Walker2d-2x3 has no reference return"):
+        sweep_from_data(data, tmp_path / "two.toml", tmp_path / "out", regs)
