@@ -21,9 +21,9 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("mechanics", {"advantage", "batch", "ppo", "scheme", "scheme_config", "value_norm", "distributions",
                    "stats", "results", "checkpoint", "provenance", "evaluation", "task_check", "memory",
                    "devices", "run_lock", "tracking", "executor"}),
-    ("run", {"policy", "rollout", "assembly", "best_policy", "continuation", "run_setup", "trainer"}),
+    ("run", {"policy", "rollout", "assembly", "best_policy", "continuation", "run_setup", "trainer", "references"}),
     ("commands", {"dispatch", "bench", "tuning", "sweep_file", "study", "objective", "sweep_outputs", "sweep",
-                  "report", "plot", "eval_run", "conformance", "cli"}),
+                  "comparability", "verdicts", "report", "tables", "plot", "eval_run", "conformance", "cli"}),
 ]
 
 
