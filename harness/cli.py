@@ -180,9 +180,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        low, high = result["ci95"]
+        ci = "no interval" if result["ci95"] is None else "95% t-interval [{:.2f}, {:.2f}]".format(*result["ci95"])
         print(f"{result['scheme']} on {result['task']} ({args.policy} policy, seed {result['seed']}): mean return "
-              f"{result['mean']:.2f}, 95% CI [{low:.2f}, {high:.2f}] over {result['episodes']} episodes")
+              f"{result['mean']:.2f}, {ci} over {result['episodes']} episodes")
         if "video" in result:
             v = result["video"]
             print(f"wrote {v['video']}: {v['frames']} frames drawn at {v['fps']:g} fps, episode return(s) "
@@ -343,7 +343,8 @@ def build_parser(help_wanted: bool = False) -> argparse.ArgumentParser:
     p.add_argument("results", help="results directory (searched recursively for runs)")
     p.add_argument("--out", help="where to write figures and tables (default <results>/plots)")
     p.add_argument("--allow-mixed", action="store_true",
-                   help="average runs even when their environment package versions or configs differ")
+                   help="average runs even when their environment package versions or configs differ, and compare "
+                        "schemes evaluated under different protocols or budgets")
     p.set_defaults(func=cmd_plot)
     return parser
 

@@ -4,7 +4,7 @@ The policy is the run's best (``best.pt``, the policy of its best evaluation) or
 (``checkpoint.pt``), loaded without executing code. Scoring is the training runs' evaluation protocol
 (:mod:`harness.evaluation`): ``episodes`` episodes of the deterministic policy on the start states of
 the evaluation stream of seed ``seed`` (default: the run's own seed, i.e. the start states it was
-evaluated on), summarised as the mean with a 95% bootstrap confidence interval. A video replays the
+evaluated on), summarised as the mean with a 95% t-interval over episodes (none for one episode). A video replays the
 first episode(s) of copy 0 of those start states on one copy built to draw (the task option
 ``render=true``), writing every frame the task draws.
 """
@@ -23,7 +23,7 @@ from harness.config import build_config
 from harness.errors import HarnessError
 from harness.plugins import load_plugins
 from harness.results import RunDir
-from harness.stats import bootstrap_ci
+from harness.stats import t_interval
 from harness.task_api import EVAL_STREAM
 from harness.tasks import make_task, split_task
 from harness.trainer import Trainer
@@ -82,12 +82,13 @@ def _plugin_files(record: dict[str, Any]) -> list[str]:
 
 
 def score(trainer: Trainer) -> dict[str, Any]:
-    """The evaluation: per-episode returns, their mean and a 95% bootstrap CI of the mean."""
+    """The evaluation: per-episode returns, their mean and the 95% t-interval of the mean over episodes
+    (``ci95``; None for one episode, which has no interval)."""
     returns = [float(r) for r in trainer.evaluate(stoppable=True)]
-    low, high = bootstrap_ci(np.asarray(returns)) if len(returns) > 1 else (returns[0], returns[0])
+    low, high = t_interval(returns)
     return {"task": trainer.cfg.task, "scheme": trainer.cfg.scheme, "seed": trainer.cfg.seed,
             "policy": getattr(trainer, "policy_name", None), "episodes": len(returns), "mean": float(np.mean(returns)),
-            "ci95": [float(low), float(high)], "returns": returns}
+            "ci95": None if np.isnan(low) else [low, high], "returns": returns}
 
 
 def record_video(trainer: Trainer, out: str | Path, episodes: int = 1, fps: float | None = None,

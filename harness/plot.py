@@ -1,10 +1,11 @@
 """Comparison figures from a results tree, and ``harness plot``.
 
-:func:`plot_results` loads the runs and builds the tables with :mod:`harness.report`, writes the
-table files, and draws from the same tables: ``curves`` (evaluation return during training),
-``final`` (final scores per task, each seed and the mean with its CI), ``aggregate`` (IQM and
-P(X > Y) over tasks) and, for a tuned suite, ``tuning`` (best objective by trial), each as PNG and
-PDF. matplotlib and seaborn are imported only when drawing.
+:func:`plot_results` loads the runs (:mod:`harness.report`), builds and writes the tables
+(:mod:`harness.tables`), and draws from the same tables: ``curves`` (evaluation return during
+training, mean over seeds with a 95% t-interval band), ``final`` (final scores per task, each seed and
+the mean with its t-interval), ``aggregate`` (IQM and P(X > Y) over the tasks with a reference
+return, on normalised scores) and, for a tuned suite, ``tuning`` (best objective by trial), each as
+PNG and PDF. matplotlib and seaborn are imported only when drawing.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.report import aggregate, check_versions, final_scores, load_runs, summarise, write_tables
+from harness.report import References, final_scores, load_runs
 from harness.results import check_writable
-from harness.stats import BOOT_SEED, N_BOOT
+from harness.stats import t_interval
+from harness.tables import NORMALISED, T_NOTE, Tables, build_tables, write_tables
 
 
 # -- figures -----------------------------------------------------------------------------------
@@ -81,14 +83,15 @@ def _plot_curves(df: pd.DataFrame, palette: dict[str, Any], out_dir: Path) -> li
     from matplotlib.ticker import FuncFormatter
     tasks = sorted(df["task"].unique())
     grid = sns.relplot(data=align_steps(df), x="env_steps", y="eval_return", hue="scheme", col="task",
-                       kind="line", errorbar=("ci", 95), n_boot=N_BOOT, seed=BOOT_SEED, palette=palette,
+                       kind="line", errorbar=t_interval, palette=palette,
                        hue_order=list(palette), col_order=tasks, col_wrap=_col_wrap(len(tasks)),
                        height=3.6, aspect=1.3, facet_kws={"sharey": False, "sharex": False})
     grid.set_titles(col_template="{col_name}")
     grid.set_axis_labels("environment steps", "evaluation return")
     for ax in grid.axes.flat:
         ax.xaxis.set_major_formatter(FuncFormatter(_steps_label))
-    grid.figure.suptitle("Evaluation return during training (mean over seeds, 95% bootstrap CI)", y=1.04)
+    grid.figure.suptitle(f"Evaluation return during training (mean over seeds, band: {T_NOTE}; none where one seed)",
+                         y=1.04)
     return _save(grid.figure, out_dir, "curves")
 
 
@@ -108,26 +111,37 @@ def _plot_final(df: pd.DataFrame, summary: pd.DataFrame, palette: dict[str, Any]
         ax.set_autoscalex_on(False)
         for r in rows.itertuples():
             x = order.index(r.scheme)
-            ax.errorbar(x, r.mean, yerr=[[r.mean - r.ci_low], [r.ci_high - r.mean]], fmt="D",
-                        color=palette[r.scheme], markersize=8, capsize=6, elinewidth=2, markeredgecolor="black")
+            yerr = None if np.isnan(r.ci_low) else [[r.mean - r.ci_low], [r.ci_high - r.mean]]
+            ax.errorbar(x, r.mean, yerr=yerr, fmt="D", color=palette[r.scheme], markersize=8, capsize=6,
+                        elinewidth=2, markeredgecolor="black")
     grid.set_titles(col_template="{col_name}")
     grid.set_axis_labels("scheme", "final evaluation return")
     grid.figure.suptitle("Final evaluation return (at each run's last evaluation)\n"
-                         "diamond: mean over seeds, bars: 95% bootstrap CI, dots: seeds", y=1.1)
+                         f"diamond: mean over seeds, bars: {T_NOTE} (none for one seed), dots: seeds", y=1.1)
     return _save(grid.figure, out_dir, "final")
 
 
-def _plot_aggregate(iqm_table: pd.DataFrame, improvement: pd.DataFrame, palette: dict[str, Any],
-                    out_dir: Path) -> list[Path]:
+def _plot_aggregate(tables: Tables, palette: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
+    iqm_table, improvement = tables.iqm, tables.improvement
+    left = [f"{task} ({why})" for task, why in tables.left_out.items()]
+    if len(left) > 4:
+        left = left[:3] + [f"and {len(left) - 3} more (summary.md lists them)"]
+    if iqm_table.empty:
+        fig, ax = plt.subplots(figsize=(7.5, 2.4))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No aggregate over tasks: no task has both a random-policy return\nand a published "
+                "reference return, so there is no common scale.", ha="center", va="center", wrap=True)
+        return _save(fig, out_dir, "aggregate")
     panels = 1 if improvement.empty else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 0.6 * max(len(iqm_table), len(improvement)) + 2.2),
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 0.6 * max(len(iqm_table), len(improvement)) + 2.4),
                              squeeze=False)
     ax = axes[0, 0]
     _interval_rows(ax, list(iqm_table["scheme"]), iqm_table["iqm"], iqm_table["ci_low"], iqm_table["ci_high"],
                    [palette[s] for s in iqm_table["scheme"]])
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_xlabel("IQM of min-max normalised final return")
+    # Normalised scores are not clipped: a scheme beyond the reference shows beyond 1.
+    ax.set_xlim(min(0.0, float(iqm_table["ci_low"].min())) - 0.02, max(1.0, float(iqm_table["ci_high"].max())) + 0.02)
+    ax.set_xlabel("IQM of normalised final return\n(return - random) / (reference - random)")
     ax.set_title("Interquartile mean (95% stratified bootstrap CI)")
     if panels == 2:
         ax = axes[0, 1]
@@ -138,8 +152,10 @@ def _plot_aggregate(iqm_table: pd.DataFrame, improvement: pd.DataFrame, palette:
         ax.set_xlim(-0.02, 1.02)
         ax.set_xlabel("probability of improvement")
         ax.set_title("P(X > Y) over tasks (95% stratified bootstrap CI)")
-    fig.suptitle(f"Aggregate over {int(iqm_table['n_tasks'].max())} task(s)")
+    fig.suptitle(f"Aggregate over {int(iqm_table['n_tasks'].max())} task(s), {NORMALISED}")
     fig.tight_layout()
+    if left:
+        fig.text(0.01, 0, "left out, no common scale: " + "; ".join(left), fontsize=9, ha="left", va="top", wrap=True)
     return _save(fig, out_dir, "aggregate")
 
 
@@ -153,13 +169,17 @@ def _interval_rows(ax: Any, labels: list[str], values: Any, lows: Any, highs: An
 
 # -- entry point -------------------------------------------------------------------------------
 
-def plot_results(root: str | Path, out_dir: str | Path | None = None, allow_mixed: bool = False) -> list[Path]:
+def plot_results(root: str | Path, out_dir: str | Path | None = None, allow_mixed: bool = False,
+                 references: References | None = None) -> list[Path]:
     """Write comparison figures and tables for the results tree at ``root``.
 
     Writes to ``out_dir`` (default ``<root>/plots``): ``curves``, ``final`` and ``aggregate`` figures
-    as PNG and PDF (``tuning`` too for a tuned suite), and the tables of :func:`harness.report.write_tables`.
-    Raises HarnessError when no runs are found, or when runs of one (task, scheme) used different
-    env package versions and ``allow_mixed`` is False. Returns the written paths.
+    as PNG and PDF (``tuning`` too for a tuned suite), and the tables of :func:`harness.tables.write_tables`.
+    Scores are normalised by ``references`` (``{task: {"floor", "floor_note", "ceiling",
+    "ceiling_note"}}``); when None, by :func:`harness.references.tree_references` of the tree.
+    Raises HarnessError when no runs are found, or when runs may not be averaged or compared
+    (:func:`harness.comparability.check_comparable`) and ``allow_mixed`` is False. Returns the
+    written paths.
     """
     import matplotlib
     # Set here rather than at import so importing harness never changes an interactive session's backend.
@@ -169,20 +189,20 @@ def plot_results(root: str | Path, out_dir: str | Path | None = None, allow_mixe
     root = Path(root)
     out = Path(out_dir) if out_dir is not None else root / "plots"
     df = load_runs(root)
-    if not allow_mixed:
-        check_versions(df)
-    summary = summarise(df, allow_mixed=True)
-    iqm_table, improvement = aggregate(df, allow_mixed=True)
+    if references is None:
+        from harness.references import tree_references
+        references = tree_references(root, df)
+    tables = build_tables(df, references, allow_mixed=allow_mixed)
     check_writable(out, "plot directory")
 
     written: list[Path] = []
     palette = _palette(sorted(df["scheme"].unique()))
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
         written += _plot_curves(df, palette, out)
-        written += _plot_final(df, summary, palette, out)
-        written += _plot_aggregate(iqm_table, improvement, palette, out)
+        written += _plot_final(df, tables.summary, palette, out)
+        written += _plot_aggregate(tables, palette, out)
         written += _plot_tuning(root, palette, out)
-    written += write_tables(df, summary, iqm_table, improvement, out)
+    written += write_tables(df, tables, out)
     return written
 
 

@@ -1,17 +1,23 @@
-"""Tables from a results tree: load the runs, check they may be averaged, summarise, export.
+"""Tables from a results tree: load the runs, summarise them, put them on each task's scale, export.
 
 A results tree holds one directory per run, ``<root>/<task>/<scheme>/seed_<k>/`` (at any depth), each
 with ``config.json`` and ``metrics.csv`` as :class:`harness.results.RunDir` writes them. The numbers
-come from :mod:`harness.stats`; :mod:`harness.plot` draws them. Definitions (repeated in ``summary.md``):
+come from :mod:`harness.stats`, which runs may be compared is :mod:`harness.comparability`'s, the
+per-task verdicts :mod:`harness.verdicts`'; :mod:`harness.tables` writes the files and
+:mod:`harness.plot` draws them. Definitions (repeated in ``summary.md``):
 
 * The **final score** of a run is its ``eval_return`` at its last evaluation (the evaluation row
   with the most environment steps), not an average over the last part of training.
-* Per-(task, scheme) confidence intervals are 95% percentile-bootstrap intervals over seeds
-  (2000 resamples, a fixed-seed numpy Generator, so reruns give identical numbers).
-* Aggregates over tasks follow rliable (Agarwal et al., 2021): final scores are min-max
-  normalised per task over all runs of all schemes on that task, then summarised per scheme by the
-  interquartile mean (IQM) with a stratified bootstrap CI (seeds resampled within each task), and
-  per ordered pair of schemes by the probability of improvement P(X > Y).
+* Per-(task, scheme) intervals are 95% Student t-intervals over seeds (none for one seed).
+* Scores are put on a task's own scale by its **references** (``{task: {"floor", "floor_note",
+  "ceiling", "ceiling_note"}}``): normalised score = (return - floor) / (ceiling - floor), the floor a
+  uniform-random policy's return, the ceiling a published reference return. A task without a ceiling
+  (or without references) has no normalised score and is left out of the aggregate.
+* Aggregates over tasks follow rliable (Agarwal et al., 2021): per scheme the interquartile mean
+  (IQM) of the pooled normalised scores, per ordered pair of schemes the probability of improvement
+  P(X > Y), each with a stratified bootstrap CI (seeds resampled within each task) drawn from a
+  generator of its own (:func:`harness.stats.stable_seed`), so adding a scheme changes no other
+  scheme's numbers.
 
 Runs whose env packages (:data:`ENV_PACKAGES`), config or plugin code differ are not averaged together
 unless the caller says so with ``allow_mixed=True``: a new simulator version can change returns.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import warnings
 from pathlib import Path
@@ -29,19 +36,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.comparability import ENV_PACKAGES, RUN_COLUMNS, check_comparable, check_versions, format_versions
 from harness.config import comparable
 from harness.errors import HarnessError
 from harness.provenance import UNKNOWN
 from harness.results import RunDir
-from harness.stats import bootstrap_ci, improvement_with_ci, iqm_with_ci, min_max
+from harness.stats import improvement_with_ci, iqm_with_ci, normalised, stable_seed, t_interval
+from harness.verdicts import interval_note
 
-#: Packages whose version must agree within a (task, scheme) before its runs are averaged.
-ENV_PACKAGES = ("mpe2", "gymnasium-robotics", "mujoco", "pettingzoo")
+__all__ = ["ENV_PACKAGES", "aggregate", "check_comparable", "check_versions", "final_scores", "format_versions",
+           "left_out", "load_runs", "normalise", "scale", "summarise", "to_marl_eval"]
 
 FINAL_SCORE_NOTE = ("final score = a run's eval_return at its last evaluation; "
-                    "CI = 95% percentile bootstrap over seeds (2000 resamples)")
+                    "CI = 95% t-interval over seeds (none for one seed)")
 
-_RUN_COLUMNS = ["task", "scheme", "seed", "run_dir", "env_versions", "config_hash", "code_hash"]
+#: The references of a results tree: ``{task: {"floor", "floor_note", "ceiling", "ceiling_note"}}``.
+References = dict[str, dict[str, Any]]
+
+_RUN_COLUMNS = RUN_COLUMNS
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -140,11 +152,6 @@ def _run_identity(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
             "code_hash": str(record.get("code_digest") or UNKNOWN)}
 
 
-def format_versions(versions: dict[str, str | None]) -> str:
-    """The versions of :data:`ENV_PACKAGES` as one comparable string, e.g. ``mpe2=0.0.1; mujoco=3.2.0``."""
-    return "; ".join(f"{name}={versions.get(name) or '-'}" for name in ENV_PACKAGES)
-
-
 def _refuse_duplicate_seeds(df: pd.DataFrame) -> None:
     runs = df[_RUN_COLUMNS].drop_duplicates()
     dup = runs[runs.duplicated(["task", "scheme", "seed"], keep=False)]
@@ -153,66 +160,6 @@ def _refuse_duplicate_seeds(df: pd.DataFrame) -> None:
         dirs = dup[(dup.task == first.task) & (dup.scheme == first.scheme) & (dup.seed == first.seed)].run_dir
         raise HarnessError(f"seed {first.seed} of {first.scheme} on {first.task} appears in more than one "
                            f"directory ({', '.join(dirs)}); point at a root that holds each run once")
-
-
-# -- provenance check --------------------------------------------------------------------------
-
-def check_versions(df: pd.DataFrame) -> None:
-    """Raise HarnessError when the runs of one (task, scheme) used different env package versions.
-
-    The message names the differing packages and the runs on each side. Tables without an
-    ``env_versions`` column (hand-made data) are not checked.
-    """
-    if "env_versions" not in df.columns:
-        return
-    runs = df[[c for c in _RUN_COLUMNS if c in df.columns]].drop_duplicates()
-    for (task, scheme), group in runs.groupby(["task", "scheme"], sort=True):
-        if group["env_versions"].nunique() > 1:
-            raise HarnessError(f"runs of {scheme} on {task} used different env package versions: "
-                               f"{_describe_version_split(group)}; rerun them with one set of versions "
-                               "or pass --allow-mixed (allow_mixed=True) to compare them anyway")
-        if "config_hash" in group and group["config_hash"].nunique() > 1:
-            raise HarnessError(f"runs of {scheme} on {task} used different configs: {_describe_config_split(group)}; "
-                               "pass --allow-mixed (allow_mixed=True) to average them anyway")
-        if "code_hash" in group and group["code_hash"].nunique() > 1:
-            raise HarnessError(f"runs of {scheme} on {task} were made by different plugin code: "
-                               f"{_describe_code_split(group)}; rerun them with one version of the plugins "
-                               "or pass --allow-mixed (allow_mixed=True) to average them anyway")
-
-
-def _describe_config_split(group: pd.DataFrame) -> str:
-    """``lr=0.0005 in [a, b] vs lr=0.001 in [c]``, naming only the config keys that differ."""
-    configs = []
-    for run_dir in group["run_dir"]:
-        cfg = (RunDir(run_dir).read_config() or {}).get("config", {})
-        configs.append({k: json.dumps(v, sort_keys=True) for k, v in cfg.items() if k != "seed"})
-    return _describe_split(configs, sorted({k for c in configs for k in c}), group["run_dir"])
-
-
-def _describe_code_split(group: pd.DataFrame) -> str:
-    """``harness_plugins.mappo=1a2b3c4d in [a] vs harness_plugins.mappo=5e6f7a8b in [b]``, naming only
-    the modules whose source hashes differ (``-``: a run that recorded none)."""
-    hashes = []
-    for run_dir in group["run_dir"]:
-        code = (RunDir(run_dir).read_config() or {}).get("code") or {}
-        hashes.append({mod: (sha or "?")[:8] for part in code.values() for mod, sha in part.get("modules", {}).items()})
-    return _describe_split(hashes, sorted({m for h in hashes for m in h}), group["run_dir"], missing=UNKNOWN)
-
-
-def _describe_version_split(group: pd.DataFrame) -> str:
-    """``mujoco=3.1.0 in [a, b] vs mujoco=3.2.0 in [c]``, naming only the packages that differ."""
-    parsed = [dict(item.split("=", 1) for item in v.split("; ")) for v in group["env_versions"]]
-    return _describe_split(parsed, list(ENV_PACKAGES), group["run_dir"])
-
-
-def _describe_split(per_run: list[dict[str, Any]], keys: list[str], run_dirs: Any, missing: Any = None) -> str:
-    """``k=v in [a, b] vs k=w in [c]``: the runs grouped by their values of those ``keys`` (in that
-    order) on which they differ, ``missing`` standing for a key a run lacks."""
-    differing = [k for k in keys if len({d.get(k, missing) for d in per_run}) > 1]
-    sides: dict[str, list[str]] = {}
-    for d, run_dir in zip(per_run, run_dirs):
-        sides.setdefault(", ".join(f"{k}={d.get(k, missing)}" for k in differing), []).append(run_dir)
-    return " vs ".join(f"{key} in [{', '.join(dirs)}]" for key, dirs in sides.items())
 
 
 # -- summary and aggregate tables --------------------------------------------------------------
@@ -226,15 +173,40 @@ def final_scores(df: pd.DataFrame) -> pd.DataFrame:
     return out[keys + ["env_steps", "final_return"] + extra].sort_values(["task", "scheme", "seed"]).reset_index(drop=True)
 
 
-def summarise(df: pd.DataFrame, allow_mixed: bool = False) -> pd.DataFrame:
+def scale(references: References | None, task: str) -> tuple[float, float, str | None]:
+    """``(floor, ceiling, why_not)`` of ``task``: its references' floor and ceiling (NaN where
+    missing) and, where its scores cannot be normalised, why (else None)."""
+    ref = (references or {}).get(task)
+    if ref is None:
+        return math.nan, math.nan, "no reference for this task"
+    floor, ceiling = _number(ref.get("floor")), _number(ref.get("ceiling"))
+    if math.isnan(floor):
+        return floor, ceiling, "no measured random-policy return (floor)"
+    if math.isnan(ceiling):
+        return floor, ceiling, "no published reference return (ceiling)"
+    if not ceiling > floor:
+        return floor, ceiling, f"its reference return {ceiling:g} is not above the random policy's {floor:g}"
+    return floor, ceiling, None
+
+
+def _number(x: Any) -> float:
+    try:
+        return float(x) if x is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def summarise(df: pd.DataFrame, allow_mixed: bool = False, references: References | None = None) -> pd.DataFrame:
     """Final performance per (task, scheme).
 
     The final score of a run is its eval_return at its last evaluation. Returns columns ``task``,
     ``scheme``, ``n_seeds`` (runs actually found), ``final_env_steps`` (the step of the last
     evaluation; the smallest one, with a warning, when the seeds stop at different steps),
-    ``mean`` (over seeds) and ``ci_low``/``ci_high`` (95% percentile bootstrap over seeds, 2000
-    resamples, a fresh Generator with seed :data:`harness.stats.BOOT_SEED` per row so a row does not
-    depend on which other rows exist). With one seed the CI is [mean, mean].
+    ``mean`` (over seeds) and ``ci_low``/``ci_high`` (the 95% t-interval over seeds; NaN with one
+    seed), ``interval_note`` (what that interval rests on, :func:`harness.verdicts.interval_note`),
+    the absolute metric likewise, and from ``references``: ``floor``, ``above_floor`` (mean - floor),
+    ``ceiling``, ``normalised_mean`` with ``normalised_ci_low``/``normalised_ci_high`` (the mean and
+    interval on the task's scale; NaN where it has none), ``floor_note`` and ``ceiling_note``.
     """
     if not allow_mixed:
         check_versions(df)
@@ -244,64 +216,82 @@ def summarise(df: pd.DataFrame, allow_mixed: bool = False) -> pd.DataFrame:
         if steps.nunique() > 1:
             warnings.warn(f"seeds of {scheme} on {task} end at different env steps ({sorted(set(steps))}); "
                           "their final scores are taken at different points of training", stacklevel=2)
-        low, high = bootstrap_ci(group["final_return"].to_numpy())
+        finals = group["final_return"].to_numpy(dtype=float)
+        low, high = t_interval(finals)
         row = {"task": task, "scheme": scheme, "n_seeds": len(group), "final_env_steps": int(steps.min()),
-               "mean": float(group["final_return"].mean()), "ci_low": low, "ci_high": high,
+               "mean": float(finals.mean()), "ci_low": low, "ci_high": high, "interval_note": interval_note(len(finals)),
                "n_absolute": 0, "absolute_mean": np.nan, "absolute_ci_low": np.nan, "absolute_ci_high": np.nan}
         if "absolute_return" in group:
             absolute = group["absolute_return"].dropna().to_numpy()
             if len(absolute):
-                a_low, a_high = bootstrap_ci(absolute)
+                a_low, a_high = t_interval(absolute)
                 row.update(n_absolute=len(absolute), absolute_mean=float(absolute.mean()),
                            absolute_ci_low=a_low, absolute_ci_high=a_high)
+        floor, ceiling, why_not = scale(references, task)
+        ref = (references or {}).get(task) or {}
+        on_scale = (lambda x: float(normalised(x, floor, ceiling))) if why_not is None else (lambda x: np.nan)
+        row.update(floor=floor, above_floor=row["mean"] - floor, ceiling=ceiling, normalised_mean=on_scale(row["mean"]),
+                   normalised_ci_low=on_scale(low), normalised_ci_high=on_scale(high),
+                   floor_note=ref.get("floor_note") or "", ceiling_note=ref.get("ceiling_note") or "")
         for column in ("env_versions", "config_hash", "code_hash"):  # provenance of the row (" | "-joined if mixed)
             if column in group:
                 row[column] = " | ".join(sorted(group[column].astype(str).unique()))
         rows.append(row)
-    return pd.DataFrame(rows, columns=["task", "scheme", "n_seeds", "final_env_steps", "mean", "ci_low", "ci_high",
-                                       "n_absolute", "absolute_mean", "absolute_ci_low", "absolute_ci_high",
-                                       "env_versions", "config_hash", "code_hash"])
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def normalise(finals: pd.DataFrame) -> pd.DataFrame:
-    """Add ``score``: final_return min-max normalised per task over all runs of all schemes.
+SUMMARY_COLUMNS = ["task", "scheme", "n_seeds", "final_env_steps", "mean", "ci_low", "ci_high", "interval_note",
+                   "n_absolute", "absolute_mean", "absolute_ci_low", "absolute_ci_high", "floor", "above_floor",
+                   "ceiling", "normalised_mean", "normalised_ci_low", "normalised_ci_high", "floor_note",
+                   "ceiling_note", "env_versions", "config_hash", "code_hash"]
 
-    When every run on a task has the same final return the task carries no information about
-    which scheme is better, so every run gets 0.5 (the middle, which leaves P(X > Y) at 0.5 and
-    does not pull any IQM towards 0 or 1).
-    """
+
+def normalise(finals: pd.DataFrame, references: References | None = None) -> pd.DataFrame:
+    """Add ``score``: final_return on its task's scale, (x - floor) / (ceiling - floor) from
+    ``references``; NaN on a task without a usable ceiling (:func:`scale`). The scale depends on
+    the task only, never on which runs or schemes the table holds."""
     out = finals.copy()
-    grouped = out.groupby("task")["final_return"]
-    out["score"] = min_max(out["final_return"], grouped.transform("min"), grouped.transform("max"))
+    bounds = {task: scale(references, task) for task in out["task"].unique()}
+    floor = out["task"].map(lambda t: bounds[t][0] if bounds[t][2] is None else np.nan)
+    ceiling = out["task"].map(lambda t: bounds[t][1] if bounds[t][2] is None else np.nan)
+    out["score"] = normalised(out["final_return"], floor, ceiling)
     return out
 
 
-def aggregate(df: pd.DataFrame, allow_mixed: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def left_out(tasks: Any, references: References | None) -> dict[str, str]:
+    """The tasks (of ``tasks``) the aggregate leaves out, with why: no common scale for them."""
+    return {t: why for t in sorted(set(tasks)) if (why := scale(references, t)[2]) is not None}
+
+
+def aggregate(df: pd.DataFrame, allow_mixed: bool = False,
+              references: References | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """rliable-style statistics over tasks from the runs' final scores.
 
-    Final scores are min-max normalised per task (see :func:`normalise`); the normalisation is
-    fixed from the observed runs and not recomputed inside the bootstrap.
+    Final scores are normalised per task by ``references`` (see :func:`normalise`); tasks without a
+    normalised score are left out (:func:`left_out` says which and why), so with no references the
+    tables are empty. Unless ``allow_mixed``, runs must pass :func:`harness.comparability.check_comparable`.
 
     Returns ``(iqm_table, improvement_table)``:
 
     * ``iqm_table``: per scheme, ``n_tasks``, ``n_runs``, ``iqm`` (interquartile mean of the pooled
       normalised run scores over all its tasks) and ``ci_low``/``ci_high``, a 95% stratified
-      bootstrap CI (seeds resampled with replacement within each task, 2000 resamples).
+      bootstrap CI (seeds resampled with replacement within each task, 2000 resamples, from a
+      generator seeded by the scheme's name).
     * ``improvement_table``: per ordered pair of schemes, ``scheme_x``, ``scheme_y``, ``n_tasks``
       (tasks both ran), ``probability`` = P(X > Y), the average over those tasks of the fraction of
       (seed of X, seed of Y) pairs where X scored higher (ties count 0.5), and its 95% stratified
-      bootstrap CI. Empty with one scheme.
+      bootstrap CI (a generator seeded by the ordered pair). Empty with one scheme.
     """
     if not allow_mixed:
-        check_versions(df)
-    scores = normalise(final_scores(df))
+        check_comparable(df)
+    scores = normalise(final_scores(df), references).dropna(subset=["score"])
     by_scheme = {s: {t: g["score"].to_numpy() for t, g in sg.groupby("task", sort=True)}
                  for s, sg in scores.groupby("scheme", sort=True)}
     return _iqm_table(by_scheme), _improvement_table(by_scheme)
 
 
 def _iqm_table(by_scheme: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
-    rows = [(scheme, len(tasks), sum(map(len, tasks.values())), *iqm_with_ci(tasks))
+    rows = [(scheme, len(tasks), sum(map(len, tasks.values())), *iqm_with_ci(tasks, seed=stable_seed(scheme)))
             for scheme, tasks in by_scheme.items()]
     return pd.DataFrame(rows, columns=["scheme", "n_tasks", "n_runs", "iqm", "ci_low", "ci_high"])
 
@@ -314,7 +304,8 @@ def _improvement_table(by_scheme: dict[str, dict[str, np.ndarray]]) -> pd.DataFr
             common = sorted(set(x_tasks) & set(y_tasks))
             if x_name != y_name and common:
                 rows.append((x_name, y_name, len(common),
-                             *improvement_with_ci([x_tasks[t] for t in common], [y_tasks[t] for t in common])))
+                             *improvement_with_ci([x_tasks[t] for t in common], [y_tasks[t] for t in common],
+                                                  seed=stable_seed(x_name, y_name))))
     return pd.DataFrame(rows, columns=["scheme_x", "scheme_y", "n_tasks", "probability", "ci_low", "ci_high"])
 
 
@@ -363,53 +354,7 @@ def _absolute_returns(run: RunDir) -> list[float] | None:
         return None
 
 
-# -- markdown and files ------------------------------------------------------------------------
-
-def _fmt(x: float) -> str:
-    return f"{x:.4g}" if abs(x) < 1e5 else f"{x:.3e}"
-
-
-def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(r) + " |" for r in rows]
-
-
-def summary_markdown(summary: pd.DataFrame, iqm_table: pd.DataFrame, improvement: pd.DataFrame,
-                     versions: list[str]) -> str:
-    """The Markdown report: final returns per task, then the aggregate over tasks."""
-    lines = ["# Results", "", "Final score of a run: its evaluation return at its last evaluation. "
-             "Mean over seeds with a 95% percentile-bootstrap CI over seeds (2000 resamples).", ""]
-    absolute = bool((summary["n_absolute"] > 0).any()) if "n_absolute" in summary else False
-    lines += _markdown_table(
-        ["task", "scheme", "seeds", "env steps", "final eval return mean [95% CI]"]
-        + (["absolute metric mean [95% CI]"] if absolute else []),
-        [[r.task, r.scheme, str(r.n_seeds), str(r.final_env_steps),
-          f"{_fmt(r.mean)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"]
-         + ([f"{_fmt(r.absolute_mean)} [{_fmt(r.absolute_ci_low)}, {_fmt(r.absolute_ci_high)}] ({r.n_absolute} runs)"
-             if r.n_absolute else "-"] if absolute else [])
-         for r in summary.itertuples()])
-    if absolute:
-        lines += ["", "Absolute metric (marl-eval protocol): each run's best policy by evaluation return, "
-                  "re-evaluated at the end of training on absolute_factor (default 10) times the evaluation "
-                  "episodes (each run's absolute.json gives its count)."]
-    lines += ["", "## Aggregate over tasks", "",
-              "Final scores min-max normalised per task over all runs of all schemes (0.5 where every run "
-              "scored the same). IQM = mean of the middle 50% of the pooled normalised run scores; CIs are "
-              "95% stratified bootstrap intervals (seeds resampled within each task, 2000 resamples).", ""]
-    lines += _markdown_table(
-        ["scheme", "tasks", "runs", "IQM of normalised final return [95% CI]"],
-        [[r.scheme, str(r.n_tasks), str(r.n_runs), f"{r.iqm:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"]
-         for r in iqm_table.itertuples()])
-    if not improvement.empty:
-        lines += ["", "P(X > Y): average over the tasks both ran of the chance that a seed of X beats a seed "
-                  "of Y (ties count one half).", ""]
-        lines += _markdown_table(
-            ["X", "Y", "tasks", "P(X > Y) [95% CI]"],
-            [[r.scheme_x, r.scheme_y, str(r.n_tasks), f"{r.probability:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"]
-             for r in improvement.itertuples()])
-    lines += ["", "## Environment packages", ""] + [f"- {v}" for v in versions]
-    return "\n".join(lines) + "\n"
-
+# -- files -------------------------------------------------------------------------------------
 
 def aggregate_long(iqm_table: pd.DataFrame, improvement: pd.DataFrame) -> pd.DataFrame:
     """Both aggregate tables in one long table (``aggregate.csv``)."""
@@ -418,21 +363,6 @@ def aggregate_long(iqm_table: pd.DataFrame, improvement: pd.DataFrame) -> pd.Dat
     b = b.assign(statistic="probability_of_improvement", n_runs=pd.NA)
     cols = ["statistic", "scheme", "other_scheme", "n_tasks", "n_runs", "value", "ci_low", "ci_high"]
     return pd.concat([a[cols], b[cols]], ignore_index=True)
-
-
-def write_tables(df: pd.DataFrame, summary: pd.DataFrame, iqm_table: pd.DataFrame, improvement: pd.DataFrame,
-                 out: Path) -> list[Path]:
-    """Write ``summary.csv``, ``aggregate.csv``, ``summary.md``, ``marl_eval.json`` and
-    ``provenance.json`` into the existing directory ``out``; returns their paths."""
-    paths = {name: out / name for name in ("summary.csv", "aggregate.csv", "summary.md", "marl_eval.json",
-                                           "provenance.json")}
-    summary.to_csv(paths["summary.csv"], index=False)
-    aggregate_long(iqm_table, improvement).to_csv(paths["aggregate.csv"], index=False)
-    versions = sorted(df["env_versions"].unique())
-    paths["summary.md"].write_text(summary_markdown(summary, iqm_table, improvement, versions))
-    paths["marl_eval.json"].write_text(json.dumps(to_marl_eval(df), indent=2))
-    paths["provenance.json"].write_text(json.dumps(provenance(df), indent=2, sort_keys=True))
-    return list(paths.values())
 
 
 def provenance(df: pd.DataFrame) -> list[dict[str, Any]]:

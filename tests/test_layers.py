@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                    "devices", "run_lock", "tracking", "executor"}),
     ("run", {"policy", "rollout", "assembly", "best_policy", "continuation", "run_setup", "trainer", "references"}),
     ("commands", {"dispatch", "bench", "tuning", "sweep_file", "study", "objective", "sweep_outputs", "sweep",
-                  "report", "plot", "eval_run", "conformance", "cli"}),
+                  "comparability", "verdicts", "report", "tables", "plot", "eval_run", "conformance", "cli"}),
 ]
 
 

@@ -1,4 +1,5 @@
-"""Tests for harness.plot on a small fabricated results tree (2 tasks x 2 schemes x 3 seeds)."""
+"""Tests for harness.plot on a small fabricated results tree (2 tasks x 2 schemes x 3 seeds), with
+references passed in, so no environment is needed."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ FINALS = {
     ("mamujoco/Hopper-3x1", "mappo"): [50.0, 60.0, 70.0],
 }
 SEEDS = [1, 2, 3]
+# Per-task scales: a random policy's return (floor) and a published reference return (ceiling).
+REFERENCES = {
+    "mpe/simple_spread": {"floor": -60.0, "floor_note": "uniform-random policy, 20 episodes, seed 0",
+                          "ceiling": 0.0, "ceiling_note": "made up for the tests"},
+    "mamujoco/Hopper-3x1": {"floor": 0.0, "floor_note": "uniform-random policy, 20 episodes, seed 0",
+                            "ceiling": 200.0, "ceiling_note": "made up for the tests"},
+}
 STEP = 500          # env steps per iteration
 ITERATIONS = 7      # iterations 0..6; evaluation on even iterations -> 4 evaluations per run
 START = -50.0       # eval return at iteration 0
@@ -67,7 +75,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def plotted(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     out = tmp_path_factory.mktemp("plots")
-    return out, plot_results(tree, out)
+    return out, plot_results(tree, out, references=REFERENCES)
 
 
 def test_load_runs_reads_evaluations_only(tree: Path) -> None:
@@ -86,13 +94,17 @@ def test_summarise_matches_hand_computed_values(tree: Path) -> None:
         assert row["n_seeds"] == 3
         assert row["final_env_steps"] == 3000
         assert row["mean"] == pytest.approx(np.mean(values))
-        assert min(values) <= row["ci_low"] <= row["mean"] <= row["ci_high"] <= max(values)
-        assert row["ci_low"] < row["ci_high"]
+        # The 95% t-interval: mean -+ t(0.975, 2) s / sqrt(3), t(0.975, 2) = 4.3027.
+        half = 4.302653 * np.std(values, ddof=1) / np.sqrt(3)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((np.mean(values) - half, np.mean(values) + half))
+        assert row["interval_note"] == "n = 3: interval assumes roughly normal returns"
 
 
-def test_summarise_single_seed_ci_is_the_mean() -> None:
+def test_summarise_single_seed_has_no_interval() -> None:
     summary = summarise(finals_frame({("a/b", "x"): [3.5]}))
-    assert summary.iloc[0][["n_seeds", "mean", "ci_low", "ci_high"]].tolist() == [1, 3.5, 3.5, 3.5]
+    row = summary.iloc[0]
+    assert row[["n_seeds", "mean"]].tolist() == [1, 3.5] and np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])
+    assert row["interval_note"] == "n = 1: no interval"
 
 
 def test_summarise_uses_last_evaluation_not_the_best() -> None:
@@ -101,14 +113,15 @@ def test_summarise_uses_last_evaluation_not_the_best() -> None:
 
 
 def test_iqm_of_hand_made_normalised_set() -> None:
-    # t1 spans 0..4 and t2 spans 0..8, so x normalises to [0, .25, .5, .75] and [0, .25, .5, 1].
+    # t1's scale is 0..4 and t2's 0..8, so x normalises to [0, .25, .5, .75] and [0, .25, .5, 1].
     df = finals_frame({("a/t1", "x"): [0, 1, 2, 3], ("a/t1", "y"): [4, 4, 4, 4],
                        ("a/t2", "x"): [0, 2, 4, 8], ("a/t2", "y"): [8, 8, 8, 8]})
-    scores = normalise(df.rename(columns={"eval_return": "final_return"}))
+    refs = {"a/t1": {"floor": 0.0, "ceiling": 4.0}, "a/t2": {"floor": 0.0, "ceiling": 8.0}}
+    scores = normalise(df.rename(columns={"eval_return": "final_return"}), refs)
     assert scores[scores.scheme == "x"]["score"].tolist() == [0, 0.25, 0.5, 0.75, 0, 0.25, 0.5, 1]
     # Pooled x sorted: 0 0 .25 .25 .5 .5 .75 1 -> middle four .25 .25 .5 .5 -> 0.375.
     assert iqm(np.array([0, 0.25, 0.5, 0.75, 0, 0.25, 0.5, 1])) == pytest.approx(0.375)
-    iqm_table, improvement = aggregate(df)
+    iqm_table, improvement = aggregate(df, references=refs)
     row = iqm_table.set_index("scheme").loc["x"]
     assert row["iqm"] == pytest.approx(0.375)
     assert row["n_tasks"] == 2 and row["n_runs"] == 8
@@ -121,15 +134,15 @@ def test_iqm_of_hand_made_normalised_set() -> None:
 
 
 def test_probability_of_improvement_dominance_and_ties(tree: Path) -> None:
-    _, improvement = aggregate(load_runs(tree))
+    _, improvement = aggregate(load_runs(tree), references=REFERENCES)
     p = improvement.set_index(["scheme_x", "scheme_y"])
     assert p.loc[("happo", "mappo"), "probability"] == 1.0
     assert p.loc[("happo", "mappo"), ["ci_low", "ci_high"]].tolist() == [1.0, 1.0]
     assert p.loc[("mappo", "happo"), "probability"] == 0.0
 
     same = finals_frame({("a/t1", "x"): [1, 2, 3], ("a/t1", "y"): [1, 2, 3],
-                         ("a/t2", "x"): [5, 5, 5], ("a/t2", "y"): [5, 5, 5]})  # t2 constant: scores all 0.5
-    _, improvement = aggregate(same)
+                         ("a/t2", "x"): [5, 5, 5], ("a/t2", "y"): [5, 5, 5]})  # t2 constant: ties
+    _, improvement = aggregate(same, references={t: {"floor": 0.0, "ceiling": 10.0} for t in ("a/t1", "a/t2")})
     assert improvement["probability"].tolist() == [0.5, 0.5]
 
 
@@ -137,7 +150,8 @@ def test_plot_results_writes_files(plotted: tuple[Path, list[Path]]) -> None:
     out, written = plotted
     names = {p.name for p in written}
     assert names == {"curves.png", "curves.pdf", "final.png", "final.pdf", "aggregate.png", "aggregate.pdf",
-                     "summary.csv", "aggregate.csv", "summary.md", "marl_eval.json", "provenance.json"}
+                     "summary.csv", "aggregate.csv", "comparisons.csv", "summary.md", "marl_eval.json",
+                     "provenance.json"}
     for path in written:
         assert path.parent == out and path.stat().st_size > 0
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -189,7 +203,7 @@ def test_mixed_versions_are_refused_unless_allowed(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="seed_3"):
         summarise(load_runs(tmp_path))
     written = plot_results(tmp_path, tmp_path / "out", allow_mixed=True)
-    assert len(written) == 11
+    assert len(written) == 12
 
 
 def test_runs_with_different_configs_are_refused_unless_allowed(tmp_path: Path) -> None:
@@ -202,7 +216,7 @@ def test_runs_with_different_configs_are_refused_unless_allowed(tmp_path: Path) 
         plot_results(tmp_path, tmp_path / "out")
     message = str(err.value)
     assert "lr=0.001 in [" + str(odd.path) + "]" in message and "lr=None in [" in message and "\n" not in message
-    assert len(plot_results(tmp_path, tmp_path / "out", allow_mixed=True)) == 11
+    assert len(plot_results(tmp_path, tmp_path / "out", allow_mixed=True)) == 12
 
 
 def test_absolute_metric_is_summarised_and_exported(tmp_path: Path) -> None:
