@@ -226,6 +226,8 @@ def _plot_tuning(root: Path, palette: dict[str, Any], out: Path) -> list[Path]:
         ax.set_xlabel("trial")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].set_ylabel("best objective so far")
-    fig.suptitle("tuning: best objective (mean evaluation return, late training) by trial", y=1.02)
+    unequal = sorted(p.parent.name for p in (root / TUNING_DIR).glob("*/UNEQUAL"))
+    fig.suptitle("tuning: best objective (mean evaluation return, late training) by trial"
+                 + ("\nUNEQUAL TUNING BUDGETS (the suite set unequal_tuning = true)" if unequal else ""), y=1.02)
     fig.tight_layout()
     return _save(fig, out, "tuning")

@@ -114,16 +114,19 @@ def _load_run(path: Path) -> pd.DataFrame | None:
     rows["env_steps"] = rows["env_steps"].astype("int64")
     for key, value in meta.items():
         rows[key] = value
-    rows["absolute_return"] = _absolute_return(run)
-    return rows[_RUN_COLUMNS + ["env_steps", "eval_return", "eval_returns", "absolute_return"]]
+    rows["absolute_return"], rows["absolute_replayed"] = _absolute_return(run)
+    return rows[_RUN_COLUMNS + ["env_steps", "eval_return", "eval_returns", "absolute_return", "absolute_replayed"]]
 
 
-def _absolute_return(run: RunDir) -> float:
-    """The run's absolute metric (best policy re-evaluated at the end), NaN when it has none."""
+def _absolute_return(run: RunDir) -> tuple[float, bool]:
+    """The run's absolute metric (best policy re-evaluated at the end), NaN when it has none, and whether
+    it was made before the metric had start states of its own (it re-played the evaluation episodes
+    that chose the policy)."""
     try:
-        return float(json.loads(run.absolute_file.read_text())["absolute_return"])
+        record = json.loads(run.absolute_file.read_text())
+        return float(record["absolute_return"]), "start_states" not in record
     except (OSError, ValueError, KeyError, TypeError):
-        return float("nan")
+        return float("nan"), False
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -169,7 +172,7 @@ def final_scores(df: pd.DataFrame) -> pd.DataFrame:
     keys = [c for c in _RUN_COLUMNS if c in df.columns]
     last = df.sort_values("env_steps", kind="stable").groupby(keys, sort=True).tail(1)
     out = last.rename(columns={"eval_return": "final_return"})
-    extra = ["absolute_return"] if "absolute_return" in out.columns else []
+    extra = [c for c in ("absolute_return", "absolute_replayed") if c in out.columns]
     return out[keys + ["env_steps", "final_return"] + extra].sort_values(["task", "scheme", "seed"]).reset_index(drop=True)
 
 
@@ -220,13 +223,16 @@ def summarise(df: pd.DataFrame, allow_mixed: bool = False, references: Reference
         low, high = t_interval(finals)
         row = {"task": task, "scheme": scheme, "n_seeds": len(group), "final_env_steps": int(steps.min()),
                "mean": float(finals.mean()), "ci_low": low, "ci_high": high, "interval_note": interval_note(len(finals)),
-               "n_absolute": 0, "absolute_mean": np.nan, "absolute_ci_low": np.nan, "absolute_ci_high": np.nan}
+               "n_absolute": 0, "absolute_mean": np.nan, "absolute_ci_low": np.nan, "absolute_ci_high": np.nan,
+               "n_absolute_replayed": 0}
         if "absolute_return" in group:
             absolute = group["absolute_return"].dropna().to_numpy()
             if len(absolute):
                 a_low, a_high = t_interval(absolute)
                 row.update(n_absolute=len(absolute), absolute_mean=float(absolute.mean()),
-                           absolute_ci_low=a_low, absolute_ci_high=a_high)
+                           absolute_ci_low=a_low, absolute_ci_high=a_high,
+                           n_absolute_replayed=int(group.loc[group["absolute_return"].notna(), "absolute_replayed"].sum())
+                           if "absolute_replayed" in group else 0)
         floor, ceiling, why_not = scale(references, task)
         ref = (references or {}).get(task) or {}
         on_scale = (lambda x: float(normalised(x, floor, ceiling))) if why_not is None else (lambda x: np.nan)
@@ -241,7 +247,8 @@ def summarise(df: pd.DataFrame, allow_mixed: bool = False, references: Reference
 
 
 SUMMARY_COLUMNS = ["task", "scheme", "n_seeds", "final_env_steps", "mean", "ci_low", "ci_high", "interval_note",
-                   "n_absolute", "absolute_mean", "absolute_ci_low", "absolute_ci_high", "floor", "above_floor",
+                   "n_absolute", "absolute_mean", "absolute_ci_low", "absolute_ci_high", "n_absolute_replayed",
+                   "floor", "above_floor",
                    "ceiling", "normalised_mean", "normalised_ci_low", "normalised_ci_high", "floor_note",
                    "ceiling_note", "env_versions", "config_hash", "code_hash"]
 

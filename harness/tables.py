@@ -120,13 +120,18 @@ def _per_task(tables: Tables) -> list[str]:
           "-" if math.isnan(r.above_floor) else f"{r.above_floor:+.4g}",
           _interval(r.normalised_mean, r.normalised_ci_low, r.normalised_ci_high, lambda x: f"{x:.3f}"),
           r.interval_note or "t, n - 1 df"]
-         + ([f"{_interval(r.absolute_mean, r.absolute_ci_low, r.absolute_ci_high)} ({r.n_absolute} runs)"
+         + ([f"{_interval(r.absolute_mean, r.absolute_ci_low, r.absolute_ci_high)} ({r.n_absolute} runs"
+             + (f", {r.n_absolute_replayed} on the evaluation episodes*" if r.n_absolute_replayed else "") + ")"
              if r.n_absolute else "-"] if absolute else [])
          for r in summary.itertuples()])
     if absolute:
         lines += ["", "Absolute metric (marl-eval protocol): each run's best policy by evaluation return, "
                   "re-evaluated at the end of training on absolute_factor (default 10) times the evaluation "
-                  "episodes (each run's absolute.json gives its count)."]
+                  "episodes (each run's absolute.json gives its count), on start states no evaluation played."]
+        if (summary["n_absolute_replayed"] > 0).any():
+            lines += ["", "\\* Made under the earlier protocol: those runs' absolute metric re-played the evaluation "
+                      "episodes that chose the policy (their luck counted again), so it reads high; runs made since "
+                      "play start states of their own."]
     lines += ["", "### References", ""]
     rows = []
     for task in sorted(summary["task"].unique()):

@@ -174,6 +174,9 @@ def run_tuning(tunings: dict[str, Tuning], jobs: int | None, executor: str, opti
     from harness.sweep import run_sweep
     records = {}
     for scheme, t in tunings.items():
+        if t.unequal:  # the plots say so
+            t.sweep.out.mkdir(parents=True, exist_ok=True)
+            (t.sweep.out / "UNEQUAL").write_text("this suite set unequal_tuning = true\n")
         record = t.study_record()
         if record is None:
             print(f"tuning {scheme}: {t.sweep.trials} trials x {len(t.sweep.tasks)} task(s) x "

@@ -61,3 +61,22 @@ def test_the_absolute_metric_plays_episodes_no_evaluation_played(tmp_path):
     finally:
         fresh.close()
     assert [float(f"{r:.6g}") for r in again] == absolute["returns"]
+
+
+def test_the_summary_marks_absolute_metrics_made_on_the_evaluation_episodes(tmp_path):
+    from harness.report import load_runs, summarise
+    from harness.tables import build_tables, summary_markdown
+    _, _, run = _train(tmp_path)
+    older = tmp_path / "older"
+    import shutil
+    shutil.copytree(run.path, older / "seed_4")
+    record = json.loads((older / "seed_4" / "config.json").read_text())
+    record["config"]["seed"] = record["seed"] = 4
+    (older / "seed_4" / "config.json").write_text(json.dumps(record))
+    absolute = json.loads((older / "seed_4" / "absolute.json").read_text())
+    del absolute["start_states"]  # as runs made before the absolute metric had its own start states
+    (older / "seed_4" / "absolute.json").write_text(json.dumps(absolute))
+    row = summarise(load_runs(tmp_path), allow_mixed=True).iloc[0]
+    assert row["n_absolute"] == 2 and row["n_absolute_replayed"] == 1
+    md = summary_markdown(build_tables(load_runs(tmp_path), {}, allow_mixed=True))
+    assert "1 on the evaluation episodes*" in md and "earlier protocol" in md
