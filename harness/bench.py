@@ -298,7 +298,15 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
     if plot and len(failures) < len(suite.runs):
         from harness.plot import plot_results
         print(f"plotting {out} ...", file=sys.stderr, flush=True)
-        files = plot_results(out)
+        try:
+            files = plot_results(out)
+        except HarnessError as exc:
+            if not failures:
+                raise
+            # The failed runs are missing from the comparison, which plot then refuses: say why, once.
+            print(f"harness: not plotted: {exc}; re-run the suite to finish the failed runs, or plot what there "
+                  f"is with: harness plot {out} --allow-mixed", file=sys.stderr)
+            return len(failures)
         print(f"plots and tables in {files[0].parent}", file=sys.stderr)
     return len(failures)
 

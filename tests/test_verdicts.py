@@ -116,11 +116,15 @@ def test_tasks_without_a_ceiling_or_a_reference_are_left_out_and_said_so(tmp_pat
 
 def test_without_references_there_is_no_aggregate(tmp_path: Path) -> None:
     write_tree(tmp_path, FINALS)
-    written = plot_results(tmp_path)  # the tree's references: none in this version
+    written = plot_results(tmp_path, references={})
     assert (tmp_path / "plots" / "aggregate.png") in written
     assert len(pd.read_csv(tmp_path / "plots" / "aggregate.csv")) == 0
     md = (tmp_path / "plots" / "summary.md").read_text()
     assert "no common scale and no aggregate over tasks" in md and "no reference for this task" in md
+    # By default the tree's own references are measured (harness.references) and shown.
+    plot_results(tmp_path, tmp_path / "measured")
+    md = (tmp_path / "measured" / "summary.md").read_text()
+    assert "uniform-random policy" in md and len(pd.read_csv(tmp_path / "measured" / "aggregate.csv")) > 0
 
 
 # -- 2. and 3. intervals and verdicts ---------------------------------------------------------------
