@@ -78,7 +78,7 @@ def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
         checker = TaskChecker(regs.tasks.get(split_task(cfg.task)[0]).plugin, cfg.task)
         if not many:
             check_memory(cfg, task)
-        with plugin_call(f"plugin {network_entry.plugin!r}: network builder {cfg.network!r} raised"):
+        with plugin_call(f"plugin {network_entry.plugin!r}: network builder {cfg.network!r} raised", keep=()):
             builder = network_entry.factory()
         with plugin_call(f"plugin {scheme_entry.plugin!r}: scheme {cfg.scheme!r} (with network {cfg.network!r} "
                          f"of plugin {network_entry.plugin!r}) raised while building:"):

@@ -299,7 +299,7 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
         from harness.plot import plot_results
         print(f"plotting {out} ...", file=sys.stderr, flush=True)
         try:
-            files = plot_results(out)
+            files = plot_results(out, regs=regs or suite.regs)
         except HarnessError as exc:
             if not failures:
                 raise

@@ -246,7 +246,9 @@ def cmd_check_plugin(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from harness.plot import plot_results
-    files = plot_results(args.results, args.out, allow_mixed=args.allow_mixed)
+    from harness.plugins import load_plugins
+    regs = load_plugins(args.plugin) if args.plugin else None
+    files = plot_results(args.results, args.out, allow_mixed=args.allow_mixed, regs=regs)
     for f in files:
         print(f)
     return 0
@@ -345,6 +347,8 @@ def build_parser(help_wanted: bool = False) -> argparse.ArgumentParser:
     p.add_argument("--allow-mixed", action="store_true",
                    help="average runs even when their environment package versions or configs differ, and compare "
                         "schemes evaluated under different protocols or budgets")
+    p.add_argument("--plugin", action="append", default=[],
+                   help="also load this plugin module or .py file, for the references of its tasks (repeatable)")
     p.set_defaults(func=cmd_plot)
     return parser
 

@@ -26,13 +26,15 @@ def describe(exc: BaseException, limit: int = 300) -> str:
 
 
 @contextmanager
-def plugin_call(what: str) -> Iterator[None]:
-    """Run a call into a plugin: an exception it raises (other than a :class:`HarnessError`, which is
-    already one line) becomes the :class:`PluginError` ``"<what> <Type>: <message>"``, where ``what``
-    names the plugin and the call (``"plugin 'x': task factory for 'mpe/a' raised"``)."""
+def plugin_call(what: str, keep: tuple[type[BaseException], ...] = (HarnessError,)) -> Iterator[None]:
+    """Run a call into a plugin: an exception it raises becomes the :class:`PluginError` ``"<what>
+    <Type>: <message>"``, where ``what`` names the plugin and the call (``"plugin 'x': task factory for
+    'mpe/a' raised"``). Exceptions of the ``keep`` types pass unchanged: by default a
+    :class:`HarnessError`, which is already a one-line message about the user's input (a task's
+    option out of range); ``keep=()`` names the plugin on those too."""
     try:
         yield
-    except HarnessError:
+    except keep:
         raise
     except Exception as exc:
         raise PluginError(f"{what} {describe(exc)}") from exc

@@ -61,7 +61,11 @@ def task_scales(sweep: Sweep, regs: Registries) -> dict[str, tuple[float, float]
             top = ceiling(regs, cfg)["ceiling"]
             if top is None:
                 raise HarnessError(f"sweep over several tasks: {task} has no reference return to normalise by")
-            scales[task] = (floor(regs, cfg, list(sweep.seeds))["floor"], top)
+            low = floor(regs, cfg, list(sweep.seeds))["floor"]
+            if not top > low:
+                raise HarnessError(f"sweep over several tasks: {task}'s reference return {top} is not above a "
+                                   f"random policy's {low:.4g}, so it cannot normalise")
+            scales[task] = (low, top)
     return scales
 
 

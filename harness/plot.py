@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.comparability import check_comparable
 from harness.report import References, final_scores, load_runs
 from harness.results import check_writable
 from harness.stats import t_interval
@@ -170,13 +171,15 @@ def _interval_rows(ax: Any, labels: list[str], values: Any, lows: Any, highs: An
 # -- entry point -------------------------------------------------------------------------------
 
 def plot_results(root: str | Path, out_dir: str | Path | None = None, allow_mixed: bool = False,
-                 references: References | None = None) -> list[Path]:
+                 references: References | None = None, regs: Any = None) -> list[Path]:
     """Write comparison figures and tables for the results tree at ``root``.
 
     Writes to ``out_dir`` (default ``<root>/plots``): ``curves``, ``final`` and ``aggregate`` figures
     as PNG and PDF (``tuning`` too for a tuned suite), and the tables of :func:`harness.tables.write_tables`.
     Scores are normalised by ``references`` (``{task: {"floor", "floor_note", "ceiling",
-    "ceiling_note"}}``); when None, by :func:`harness.references.tree_references` of the tree.
+    "ceiling_note"}}``); when None, by :func:`harness.references.tree_references` of the tree, with the
+    tasks of the registries ``regs`` (default: the installed plugins; a suite passes its own, so that
+    a task from a ``--plugin`` file is measured too).
     Raises HarnessError when no runs are found, or when runs may not be averaged or compared
     (:func:`harness.comparability.check_comparable`) and ``allow_mixed`` is False. Returns the
     written paths.
@@ -189,9 +192,11 @@ def plot_results(root: str | Path, out_dir: str | Path | None = None, allow_mixe
     root = Path(root)
     out = Path(out_dir) if out_dir is not None else root / "plots"
     df = load_runs(root)
+    if not allow_mixed:
+        check_comparable(df)  # before measuring references for a tree that would be refused
     if references is None:
         from harness.references import tree_references
-        references = tree_references(root, df)
+        references = tree_references(root, df, regs)
     tables = build_tables(df, references, allow_mixed=allow_mixed)
     check_writable(out, "plot directory")
 
@@ -227,7 +232,8 @@ def _plot_tuning(root: Path, palette: dict[str, Any], out: Path) -> list[Path]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].set_ylabel("best objective so far")
     unequal = sorted(p.parent.name for p in (root / TUNING_DIR).glob("*/UNEQUAL"))
-    fig.suptitle("tuning: best objective (mean evaluation return, late training) by trial"
+    fig.suptitle("tuning: best objective (mean evaluation return, late training; over several tasks, of the "
+                 "normalised returns) by trial"
                  + ("\nUNEQUAL TUNING BUDGETS (the suite set unequal_tuning = true)" if unequal else ""), y=1.02)
     fig.tight_layout()
     return _save(fig, out, "tuning")

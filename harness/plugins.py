@@ -43,7 +43,7 @@ class Registries:
     def emit(self, hook: str, **kwargs: Any) -> None:
         """Call every plugin's implementation of event hook ``hook`` (a plugin that raises is named)."""
         for impl in getattr(self.manager.hook, hook).get_hookimpls():
-            with plugin_call(f"plugin {impl.plugin_name!r} raised in hook {hook}:"):
+            with plugin_call(f"plugin {impl.plugin_name!r} raised in hook {hook}:", keep=()):
                 impl.function(**kwargs)
 
     def emit_metrics(self, record: dict[str, Any], run_dir: Path | None) -> None:
@@ -109,7 +109,7 @@ def _call_registration(pm: pluggy.PluginManager, hook_name: str, registry: Regis
         def register(name: str, factory: Any, description: str = "", **extra: Any) -> None:
             registry.add(Entry(name, factory, plugin_name, description, extra))
 
-        with plugin_call(f"plugin {plugin_name!r} raised in hook {hook_name}:"):
+        with plugin_call(f"plugin {plugin_name!r} raised in hook {hook_name}:", keep=(PluginError,)):
             returned = impl.function(register=register)
         if returned is not None:
             raise PluginError(f"plugin {plugin_name!r}: hook {hook_name} returned {type(returned).__name__}; "

@@ -35,8 +35,10 @@ class Policy:
         self._fast: Any = None
         self._cpu_copies: list[Any] | None = None
 
+    @torch.no_grad()
     def act(self, obs: list[np.ndarray], deterministic: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Every agent's actions and their log-probabilities (the policy's own, unclipped samples)."""
+        """Every agent's actions and their log-probabilities (the policy's own, unclipped samples), without
+        gradients (a network plugin's acting policy may use torch)."""
         inputs = getattr(self.scheme, "actor_inputs", None)
         if inputs is not None:
             obs = inputs(obs)
@@ -45,9 +47,7 @@ class Policy:
             self._fast = (make(self.scheme.actors) if make is not None else None) or False
         if self._fast:
             return self._fast(obs, self.rng, deterministic)
-        with torch.no_grad():
-            out = [actor.act(torch.from_numpy(o), deterministic=deterministic)
-                   for actor, o in zip(self._actors(), obs)]
+        out = [actor.act(torch.from_numpy(o), deterministic=deterministic) for actor, o in zip(self._actors(), obs)]
         return [a.numpy() for a, _ in out], [lp.numpy() for _, lp in out]
 
     def to_task(self, actions: list[np.ndarray]) -> list[np.ndarray]:

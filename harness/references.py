@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from harness.config import TrainConfig, build_config
-from harness.errors import HarnessError
+from harness.errors import HarnessError, PluginError, describe
 from harness.evaluation import play_fixed_episodes
+from harness.options import resolve_options
 from harness.plugins import Registries, load_plugins
 from harness.results import atomic_write_bytes
 from harness.task_api import EVAL_STREAM, VecTask
@@ -65,12 +66,23 @@ def random_returns(regs: Registries, cfg: TrainConfig, seeds: list[int]) -> list
 
 
 def declared_ceiling(regs: Registries, task: str, options: dict[str, Any]) -> dict[str, Any] | None:
-    """The reference return the task plugin declares for ``task`` under ``options``, or None."""
+    """The reference return the task plugin declares for ``task`` under ``options`` (resolved task
+    options), or None; a malformed declaration is the plugin's one-line error."""
     family, scenario = split_task(task)
-    ref = (regs.tasks.get(family).extra.get("references") or {}).get(scenario)
-    if not isinstance(ref, dict) or any(options.get(k) != v for k, v in (ref.get("options") or {}).items()):
+    entry = regs.tasks.get(family)
+    ref = (entry.extra.get("references") or {}).get(scenario)
+    if ref is None:
         return None
-    return {"ceiling": float(ref["return"]), "ceiling_note": str(ref.get("source", ""))}
+    try:
+        value, source, needs = float(ref["return"]), str(ref.get("source", "")), dict(ref.get("options") or {})
+        if not np.isfinite(value):
+            raise ValueError(f"return {value} is not finite")
+    except (TypeError, KeyError, ValueError) as exc:
+        raise PluginError(f"plugin {entry.plugin!r}: references[{scenario!r}]={ref!r} is not "
+                          f"{{'return': number, 'source': text, 'options': {{...}}}} ({describe(exc)})") from None
+    if any(options.get(k) != v for k, v in needs.items()):
+        return None
+    return {"ceiling": value, "ceiling_note": source}
 
 
 def _protocol(cfg: TrainConfig, seeds: list[int]) -> dict[str, Any]:
@@ -90,8 +102,8 @@ def floor(regs: Registries, cfg: TrainConfig, seeds: list[int]) -> dict[str, Any
 
 def ceiling(regs: Registries, cfg: TrainConfig) -> dict[str, Any]:
     """The ceiling the task plugin declares for ``cfg``'s task and options (None where none applies)."""
-    entry = regs.tasks.get(split_task(cfg.task)[0])
-    options = {k: o.default for k, o in (entry.extra.get("options") or {}).items()} | dict(cfg.env)
+    family = split_task(cfg.task)[0]
+    options = resolve_options(family, dict(cfg.env), regs.tasks.get(family).extra.get("options") or {})
     return declared_ceiling(regs, cfg.task, options) or {"ceiling": None, "ceiling_note": None}
 
 
@@ -123,8 +135,8 @@ def tree_references(root: str | Path, runs: Any, regs: Registries | None = None)
             if not isinstance(cache.get(key), dict):
                 cache[key], fresh = floor(regs, cfg, seeds), True
             out[task] = {**cache[key], **ceiling(regs, cfg)}
-        except HarnessError as exc:
-            print(f"harness: warning: no reference for {task}: {exc}", file=sys.stderr)
+        except Exception as exc:  # a task that cannot be built or played: no reference, said so
+            print(f"harness: warning: no reference for {task}: {describe(exc)}", file=sys.stderr)
     if fresh:
         try:
             atomic_write_bytes(cache_file, (json.dumps(cache, indent=2, sort_keys=True) + "\n").encode())

@@ -46,7 +46,7 @@ def core_advantages(scheme: Any) -> bool:
     for found in [getattr(scheme, "__dict__", {}), *(vars(k) for k in type(scheme).__mro__)]:
         for name in ("core_advantages", "state_critic"):
             if name in found:
-                return bool(found[name])
+                return bool(getattr(scheme, name))  # a property or descriptor is evaluated
     return True
 
 

@@ -229,8 +229,11 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
     name = check_name(sw.get("name", path.stem), path, "sweep")
     out = Path(out) if out is not None else Path("results") / "sweeps" / name
     kept = {t: [(k, v) for k, v in over if k not in RUN_ONLY] for t, over in per_task.items()}
-    digest = hashlib.sha256(json.dumps({**data, **({"per_task": kept} if per_task else {})}, sort_keys=True,
-                                       default=str).encode()).hexdigest()[:16]
+    # A study over several tasks scores normalised returns: its digest says so, so a study made when
+    # the objective averaged raw returns is refused rather than continued on another scale.
+    objective = {"objective": "normalised returns"} if len(tasks) > 1 else {}
+    digest = hashlib.sha256(json.dumps({**data, **({"per_task": kept} if per_task else {}), **objective},
+                                       sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Sweep(
         path=path, name=name, scheme=scheme, tasks=tasks, steps=steps, seeds=seeds,
         trials=_posint(sw, "trials", 20, path), evaluations=evaluations,

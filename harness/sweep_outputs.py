@@ -45,8 +45,9 @@ def write_outputs(sweep: Sweep, storage: str | None) -> dict[str, Any]:
         best = study.best_trial
         summary.update(best_value=best.value, best_trial=best.number, best_params=best.params)
         lines = [f"# Best parameters of sweep {sweep.name!r} ({sweep.scheme} on {', '.join(sweep.tasks)}):",
-                 f"# trial {best.number}, objective {best.value:.4f} (mean evaluation return over the last "
-                 f"{sweep.window:.0%} of training, over seeds {sweep.seeds}).",
+                 f"# trial {best.number}, objective {best.value:.4f} (mean evaluation return"
+                 + (", each task's normalised by its references," if len(sweep.tasks) > 1 else "")
+                 + f" over the last {sweep.window:.0%} of training, over seeds {sweep.seeds}).",
                  f"# Use: harness train --config {out / 'best.toml'} ...   or   include = \"...\" in a suite table."]
         # The sweep's fixed settings too (budget, [config]), so the best trial's runs can be made again
         # from this file alone; its parameters override them.

@@ -100,7 +100,7 @@ class RunTrackers:
         for name in names:
             entry = regs.loggers.get(name)
             try:
-                with plugin_call(f"logger {name!r} (plugin {entry.plugin!r}) failed to start:"):
+                with plugin_call(f"logger {name!r} (plugin {entry.plugin!r}) failed to start:", keep=()):
                     self.trackers.append(entry.factory(run_dir, config, record, start_iteration))
             except HarnessError:
                 self.close({}, False)

@@ -180,7 +180,13 @@ def test_a_scheme_that_sets_the_earlier_flag_name_keeps_its_meaning():
     class Plain:
         pass
 
+    class Computed(OnPolicyScheme):
+        @property
+        def state_critic(self):
+            return False
+
     plain_old = Plain()
     plain_old.state_critic = False
+    assert core_advantages(object.__new__(Computed)) is False
     assert [core_advantages(object.__new__(k)) for k in (OnPolicyScheme, Old, New)] == [True, False, False]
     assert core_advantages(Plain()) is True and core_advantages(plain_old) is False

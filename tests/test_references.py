@@ -71,3 +71,27 @@ def test_a_declared_ceiling_holds_only_for_the_options_it_was_published_for(tmp_
     assert short["ceiling"] is None
     assert references.ceiling(regs, build_config({"task": "mamujoco/Walker2d-6x1"}))["ceiling"] is None
     assert references.ceiling(regs, build_config({"task": "mpe/simple_spread"}))["ceiling"] == 0.0
+    # Options as the command line gives them (strings) are resolved before they are compared.
+    given = build_config({"task": "mamujoco/HalfCheetah-6x1", "env": {"episode_limit": "1000"}})
+    assert references.ceiling(regs, given)["ceiling"] == 4400.0
+
+
+def test_a_malformed_reference_declaration_is_the_plugins_one_line_error():
+    import pytest
+    from harness.errors import PluginError
+    regs = load_plugins()
+    entry = regs.tasks.get("mpe")
+    entry.extra["references"] = {"simple_spread": {"source": "no return given"}}
+    with pytest.raises(PluginError, match=r"plugin 'mpe': references.* is not .*KeyError: 'return'"):
+        references.ceiling(regs, build_config({"task": "mpe/simple_spread"}))
+
+
+def test_plot_refuses_an_incomparable_tree_before_measuring_its_references(tmp_path):
+    import pytest
+    from harness.errors import HarnessError
+    from harness.plot import plot_results
+    from test_plot import write_tree
+    write_tree(tmp_path, {("mpe/simple_spread", "happo"): [-10.0, -12.0], ("mpe/simple_spread", "mappo"): [-20.0]})
+    with pytest.raises(HarnessError, match="set of seeds|seeds"):
+        plot_results(tmp_path)
+    assert not (tmp_path / references.CACHE).exists()

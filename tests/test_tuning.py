@@ -112,6 +112,10 @@ def test_a_multi_task_objective_averages_normalised_returns(tmp_path):
             "config": {"n_envs": 2, "rollout_length": 25, "eval_envs": 2},
             "space": {"lr": {"low": 1e-4, "high": 1e-3}}}
     sweep = sweep_from_data(data, tmp_path / "two.toml", tmp_path / "out", regs)
+    # The digest says the objective is normalised: a study made when it averaged raw returns is refused.
+    import hashlib
+    raw_digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert sweep.digest != raw_digest
     scales = task_scales(sweep, regs)
     assert set(scales) == set(sweep.tasks) and all(high == 0.0 for _, high in scales.values())
     from harness.objective import trial_configs
