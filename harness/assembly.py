@@ -1,7 +1,7 @@
 """Building what a run trains from its config, with every check that can fail done before work starts.
 
 :func:`assemble` resolves the scheme's options and fixed keys, checks the trackers, the device, an
-``init_from`` file and the memory the config needs (learned from one copy of the task before many are
+``init_from`` file and the memory the config needs, limits the process's thread pools to ``threads`` (learned from one copy of the task before many are
 built), then builds the task, its output checker, the network builder and the scheme, naming the
 plugin when one of them raises or a scheme lacks part of its contract.
 """
@@ -27,6 +27,7 @@ from harness.scheme_config import resolve_scheme_config
 from harness.task_api import TRAIN_STREAM, VecTask
 from harness.task_check import TaskChecker
 from harness.tasks import make_task, split_task
+from harness.threads import limit_threads
 from harness.tracking import check_loggers
 
 #: What the core calls on every scheme (and ``values`` on a scheme whose advantages the core computes).
@@ -50,6 +51,7 @@ class Parts:
     scheme_plugin: str
     device: torch.device
     scheme_fixed: dict[str, dict[str, Any]]  # the fixed keys whose asked value differed (for config.json)
+    thread_pools: list[dict[str, Any]]       # the native thread pools and their limits (for config.json)
 
 
 def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
@@ -64,7 +66,7 @@ def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
         init_file(cfg.init_from)  # a missing file is an error before the run directory is made
     if run is not None:
         run.prepare()
-    torch.set_num_threads(cfg.threads)
+    limit_threads(cfg.threads)
     seed_everything(cfg.seed)
     many = cfg.n_envs > 64  # a huge n_envs is refused before its copies exhaust the machine
     if many:
@@ -94,7 +96,8 @@ def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
                            if m is not None for p in m.parameters())
             # checkpoint + previous + best, each params and two Adam moments; metrics rows; headroom
             run.check_space(9 * 4 * n_params + 600 * cfg.iterations + (1 << 20))
+        thread_pools = limit_threads(cfg.threads)  # again: the task plugin may have loaded libraries of its own
     except BaseException:
         task.close()
         raise
-    return Parts(task, checker, builder, scheme, scheme_entry.plugin, device, scheme_fixed)
+    return Parts(task, checker, builder, scheme, scheme_entry.plugin, device, scheme_fixed, thread_pools)

@@ -55,6 +55,7 @@ def open_run_dir(trainer: Any) -> bool:
         run.keep_rows_up_to(trainer.iteration)
         # Where each resumed part of the run trained (the first part is config.json's placement).
         old["resumes"] = [*old.get("resumes", []), {"iteration": trainer.iteration, "device": str(trainer.device),
+                                                      "thread_pools": trainer.thread_pools,
                                                       **placement(),
                                                       "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
         run.write_config(old)
@@ -70,7 +71,8 @@ def open_run_dir(trainer: Any) -> bool:
             "versions": versions(), "harness_version": __version__, "git_commit": git_commit(),
             "task_spec": trainer.task.spec(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "plugins": trainer.regs.plugins, "code": code, "code_digest": code_digest(code),
-            "actors": layout() if layout is not None else None, "device": str(trainer.device), **placement(),
+            "actors": layout() if layout is not None else None, "device": str(trainer.device),
+            "thread_pools": trainer.thread_pools, **placement(),
             **({"scheme_fixed": trainer.scheme_fixed} if trainer.scheme_fixed else {}),
             **init, **trainer.record,
         })

@@ -54,6 +54,7 @@ class Trainer:
         self.task: VecTask = parts.task
         self.checker, self.builder, self.scheme = parts.checker, parts.builder, parts.scheme
         self.scheme_plugin, self.device, self.scheme_fixed = parts.scheme_plugin, parts.device, parts.scheme_fixed
+        self.thread_pools = parts.thread_pools
         self.policy = Policy(self.scheme, self.builder, self.task.action_spaces, self.device, cfg.seed)
         self.rollout = Collector(self.task, self.policy, self.checker, cfg.rollout_length)
         self._eval_tasks: dict[int, VecTask] = {}  # evaluation copies per episode stream, built when first used
@@ -73,8 +74,7 @@ class Trainer:
     def iterate(self) -> Iterator[dict[str, Any]]:
         """Train to the step budget, yielding each metrics row as it is written (so several runs
         can advance in lockstep, as a sweep trial's seeds do). Closes the tasks when it ends."""
-        cfg = self.cfg
-        bar = None
+        cfg, bar = self.cfg, None
         try:
             if not self.prepare_run():
                 self.log(f"{self.run.path} is already finished; nothing to do")

@@ -90,3 +90,28 @@ def test_a_scheme_and_a_batch_move_to_the_device_whole():
         assert all(b.device == meta for b in trainer.scheme.value_norm.buffers())
     finally:
         trainer.close()
+
+
+def test_a_run_limits_every_native_thread_pool_and_records_the_limits(tmp_path):
+    """threads=1 limits torch and the BLAS and OpenMP pools NumPy and torch load (OpenBLAS starts one
+    thread per core otherwise, which oversubscribes a machine running two runs side by side)."""
+    import json
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from harness.config import build_config
+    from harness.plugins import load_plugins
+    from harness.trainer import Trainer
+    from conftest import TINY
+    with threadpool_limits(limits=2):  # as a fresh process on two cores starts
+        trainer = Trainer(build_config({**TINY, "task": "mpe/simple_spread", "steps": 50, "threads": 1}),
+                          load_plugins(), tmp_path / "run", progress=False)
+        try:
+            assert all(p["num_threads"] == 1 for p in threadpool_info())
+            assert {p["user_api"] for p in threadpool_info()} >= {"blas"}
+            trainer.run_training()
+        finally:
+            trainer.close()
+    pools = json.loads((tmp_path / "run" / "config.json").read_text())["thread_pools"]
+    assert pools[0] == {"library": "torch", "api": "torch", "threads": 1}
+    assert any(p["api"] == "blas" for p in pools) and all(p["threads"] == 1 for p in pools)
