@@ -10,6 +10,11 @@ API; gymnasium-robotics' MaMuJoCo with its own observation code), in the same ve
 ``train/pkg`` training against it: the harness's MPE copies drive mpe2 directly and
 ``env.fast=true`` replaces the packages' Python, so training can outrun the package itself. Run: ``python benchmarks/throughput.py [--tasks mpe/simple_spread] [--schemes happo mappo]``.
 Defaults are HARL's batch: 20 envs x 200 steps, 5 actor and 5 critic epochs, MLP [128, 128].
+
+``--side-by-side N`` also trains N copies of each row at once, each in a process of its own (as
+``harness bench --jobs N`` and sweep workers run), and prints each one's training steps/s and its
+ratio to the same row trained alone in this run: on a machine with N free cores, runs that limit their
+thread pools to ``threads`` keep close to 1.
 """
 
 from __future__ import annotations
@@ -69,6 +74,19 @@ def training_figures(regs, scheme: str, task_name: str, iterations: int, overrid
     return iterations * cfg.batch_steps / (collect_s + update_s), collect_s, update_s
 
 
+def _alone_in_a_process(args: tuple) -> float:
+    """``training_figures``' steps/s in a fresh process (for ``--side-by-side``)."""
+    scheme, task_name, iterations, overrides = args
+    return training_figures(load_plugins(), scheme, task_name, iterations, overrides)[0]
+
+
+def side_by_side(scheme: str, task_name: str, iterations: int, overrides: list, n: int) -> list[float]:
+    """Training steps/s of ``n`` copies of one row trained at the same time, one process each."""
+    import multiprocessing as mp
+    with mp.get_context("spawn").Pool(n) as pool:
+        return pool.map(_alone_in_a_process, [(scheme, task_name, iterations, overrides)] * n)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["mpe/simple_spread", "mamujoco/HalfCheetah-2x3"])
@@ -77,6 +95,8 @@ def main() -> None:
                         help="also print the top functions (by own time) of raw env stepping per task")
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--side-by-side", type=int, default=0, metavar="N",
+                        help="also train N copies of each row at once, one process each, against the row alone")
     args = parser.parse_args()
     regs = load_plugins()
     overrides = [tuple(s.split("=", 1)) for s in args.set]
@@ -97,6 +117,10 @@ def main() -> None:
             steps = args.iterations * tcfg.batch_steps
             print(f"{task_name:28s} {scheme:8s} {raw:10.0f} {pkg:10.0f} {train:9.0f} {train / raw:6.2f} {train / pkg:9.2f} "
                   f"{share:8.0%} {1 - share:7.0%} {steps / c / raw:11.2f} {u / steps * 1e6:14.1f}")
+            if args.side_by_side > 0:
+                each = side_by_side(scheme, task_name, args.iterations, overrides, args.side_by_side)
+                print(f"  {args.side_by_side} side by side: train/s each " + ", ".join(f"{x:.0f}" for x in each)
+                      + "; vs alone " + ", ".join(f"{x / train:.2f}" for x in each))
     if args.profile:
         import cProfile
         import io

@@ -48,3 +48,16 @@ def test_executors_benchmark_prints_both_wall_times_and_their_ratio(tmp_path):
     rounding = 0.05 * (1 / local + ray / local ** 2) + 1e-3
     assert local > 0 and ray > 0 and abs(ray / local - ratio) <= rounding, (local, ray, ratio)
     assert "tiny.toml: best local" in out
+
+
+def test_throughput_side_by_side_prints_each_runs_ratio_to_the_run_alone():
+    out = subprocess.run(
+        [sys.executable, "benchmarks/throughput.py", "--tasks", "mpe/simple_spread", "--schemes", "happo",
+         "--iterations", "1", "--side-by-side", "2", "--set", "n_envs=4", "--set", "rollout_length=25",
+         "--set", "threads=1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True).stdout
+    train = float(next(line for line in out.splitlines() if line.startswith("mpe/simple_spread ")).split()[4])
+    m = re.search(r"2 side by side: train/s each (\d+), (\d+); vs alone ([\d.]+), ([\d.]+)", out)
+    assert m, out
+    for each, ratio in ((m.group(1), m.group(3)), (m.group(2), m.group(4))):
+        assert float(each) > 0 and abs(float(ratio) - float(each) / train) <= 0.01 + 0.5 / train
