@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from harness import stopping, tuning
+from harness.arms import load_arms, own_settings
+from harness.attribution import rungs_from_suite, write_rungs
 from harness.config import (TrainConfig, absolute_specs, build_config, config_diff, load_overrides_file, need,
                             need_unique, plugin_list, read_spec_file, seed_list, check_name)
 from harness.dispatch import dispatch
@@ -51,7 +53,7 @@ from harness.tracking import check_loggers
 
 SUITE_KEYS = {"name", "description", "schemes", "tasks", "seeds", "steps", "eval_interval", "eval_episodes",
               "tuned", "plugins", "unequal_tuning"}
-TOP_KEYS = {"suite", "config", "tasks", "schemes", "executor", "tune"}
+TOP_KEYS = {"suite", "config", "tasks", "schemes", "arms", "attribution", "executor", "tune"}
 
 
 @dataclass
@@ -64,10 +66,14 @@ class RunSpec:
     overrides: list[tuple[str, Any]]
     out: Path
     record: dict[str, Any] = field(default_factory=dict)  # added to the run's config.json (e.g. its tuning)
+    arm: str = ""  # the arm the run belongs to (harness.arms); a plain scheme's arm is the scheme
+
+    def __post_init__(self) -> None:
+        self.arm = self.arm or self.scheme
 
     @property
     def label(self) -> str:
-        return f"{self.scheme} {self.task} seed {self.seed}"
+        return f"{self.arm} {self.task} seed {self.seed}"
 
 
 @dataclass
@@ -76,7 +82,7 @@ class Suite:
 
     path: Path
     name: str
-    schemes: list[str]
+    schemes: list[str]  # the arms' names (harness.arms), a plain scheme's being the scheme's
     tasks: list[str]
     seeds: list[int]
     plugins: list[str]
@@ -87,6 +93,8 @@ class Suite:
     tunings: dict[str, Any] = field(default_factory=dict)
     # the plugins' registries (a run's config is resolved against its scheme's options)
     regs: Any = None
+    # the attribution ladder's rungs (harness.attribution), recorded in the results tree
+    rungs: list[Any] = field(default_factory=list)
 
 
 def _list_of(value: Any, typ: type, path: Path, key: str) -> list:
@@ -133,8 +141,8 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
     ``extra_plugins`` are loaded besides the suite's own (``--plugin``); ``last`` overrides every
     run after the file's tables (``--loggers``)."""
     path = Path(path)
-    data, suite = read_spec_file(path, "suite", TOP_KEYS, SUITE_KEYS, ("schemes", "tasks", "seeds", "steps"))
-    schemes = _list_of(suite["schemes"], str, path, "schemes")
+    data, suite = read_spec_file(path, "suite", TOP_KEYS, SUITE_KEYS, ("tasks", "seeds", "steps"))
+    schemes = _list_of(suite["schemes"], str, path, "schemes") if "schemes" in suite else []
     tasks = _list_of(suite["tasks"], str, path, "tasks")
     seeds = seed_list(suite["seeds"], path, "[suite]")
     for key, values in (("schemes", schemes), ("tasks", tasks)):
@@ -154,19 +162,25 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
         need(isinstance(data.get(tables, {}), dict), path, f"[{tables}] must be a table")
     for t in data.get("tasks", {}):
         need(t in tasks, path, f"[tasks.{t!r}] names a task that is not in [suite] tasks {tasks}")
-    for s in data.get("schemes", {}):
-        need(s in schemes, path, f"[schemes.{s}] names a scheme that is not in [suite] schemes {schemes}")
+    data["schemes"] = {s: _with_include(v, path, f"[schemes.{s}]", s) for s, v in data.get("schemes", {}).items()}
+    arms = load_arms(data, schemes, path, regs.schemes.names(), tasks)
+    used = sorted({a.scheme for a in arms})
+    for s in data["schemes"]:
+        need(s in used, path, f"[schemes.{s}] names a scheme that no arm uses (the suite's schemes: {used})")
+    for arm in arms:
+        if arm.declared:
+            arm.table = _with_include(arm.table, path, arm.where, arm.scheme)
     data["config"] = _with_include(data.get("config", {}), path, "[config]")
     _no_run_keys(data["config"], path, "[config]")
     data["tasks"] = {t: _with_include(v, path, f"[tasks.{t!r}]") for t, v in data.get("tasks", {}).items()}
-    data["schemes"] = {s: _with_include(v, path, f"[schemes.{s}]", s) for s, v in data.get("schemes", {}).items()}
-    tune_specs = tuning.take_specs(data, path, schemes)
-    for where, tables in (("tasks", data["tasks"]), ("schemes", data["schemes"])):
-        for key, table in tables.items():
-            _no_run_keys(table, path, f"[{where}.{key}]")
+    tune_specs = tuning.take_specs(data, path, arms)
+    for where, table in [(f"[tasks.{k!r}]", t) for k, t in data["tasks"].items()] + [(a.where, a.table) for a in arms]:
+        _no_run_keys(table, path, where)
+    schemes = [a.name for a in arms]
+    rungs = rungs_from_suite(data["attribution"], schemes, path) if "attribution" in data else []
     name = check_name(suite.get("name", path.stem), path, "suite")
     out = Path(out) if out is not None else Path("results") / name
-    result = Suite(path, name, schemes, tasks, seeds, plugins, regs=regs)
+    result = Suite(path, name, schemes, tasks, seeds, plugins, regs=regs, rungs=rungs)
     executors = data.get("executor", {})
     need(isinstance(executors, dict) and all(isinstance(v, dict) for v in executors.values()), path,
          "[executor] must hold one table per executor, e.g. [executor.ray] address = \"auto\"")
@@ -185,33 +199,39 @@ def load_suite(path: str | Path, out: str | Path | None = None, regs: Registries
         base += list(tuned_values.items())
         rest = list(data.get("config", {}).items()) + list(data.get("tasks", {}).get(task, {}).items())
         checked = False
-        for scheme in schemes:
-            over = (base + list(tuned_by_scheme.get(scheme, {}).items()) + rest
-                    + list(data.get("schemes", {}).get(scheme, {}).items()) + list(last))
+        for arm in [a for a in arms if a.runs_on(task)]:
+            settings = own_settings(arm.table)
+            # [schemes.S] (a plain scheme's arm: its whole table), then a declared arm's own settings
+            over = (base + list(tuned_by_scheme.get(arm.scheme, {}).items()) + rest
+                    + list(data["schemes"].get(arm.scheme, {}).items())
+                    + (list(settings.items()) if arm.declared else []) + list(last))
+            record = {"arm": arm.record(settings)} if arm.declared else {}
             for seed in seeds:
-                full = over + [("task", task), ("scheme", scheme), ("seed", seed)]
+                full = over + [("task", task), ("scheme", arm.scheme), ("seed", seed)]
                 try:
                     cfg = resolved(build_config(full), regs)
                 except HarnessError as exc:
-                    raise HarnessError(f"{path}: {task} / {scheme}: {exc}") from None
+                    raise HarnessError(f"{path}: {task} / {arm.name}: {exc}") from None
                 check_loggers(regs, cfg.loggers, f"{path}: ")
                 if not checked:  # build the task once: unknown scenarios and options fail here, not in a worker
                     make_task(regs, task, 1, 0, cfg.env).close()
                     checked = True
-                result.runs.append(RunSpec(task, scheme, seed, full, out / task / scheme / f"seed_{seed}"))
-            pair_overrides[(task, scheme)] = over
+                result.runs.append(RunSpec(task, arm.scheme, seed, full, out / task / arm.name / f"seed_{seed}",
+                                           dict(record), arm=arm.name))
+            pair_overrides[(task, arm.name)] = over
     result.out = out  # type: ignore[attr-defined]
     result.tunings = tuning.build_tunings(tune_specs, path, name, tasks, seeds, suite.get("eval_episodes"), out, regs,
-                                          pair_overrides, plugins, schemes, suite.get("unequal_tuning", False))
+                                          pair_overrides, plugins, {a.name: a.scheme for a in arms},
+                                          suite.get("unequal_tuning", False))
     return result
 
 
 def apply_tuning(suite: Suite, records: dict[str, dict[str, Any]]) -> None:
     """Give each tuned scheme's runs its best parameters (applied last) and the tuning record."""
     for r in suite.runs:
-        if r.scheme in records and "tuning" not in r.record:
-            r.overrides = r.overrides + list(records[r.scheme]["params"].items())
-            r.record = {**r.record, "tuning": records[r.scheme]}
+        if r.arm in records and "tuning" not in r.record:
+            r.overrides = r.overrides + list(records[r.arm]["params"].items())
+            r.record = {**r.record, "tuning": records[r.arm]}
 
 
 def _run_one(spec: RunSpec, plugins: list[str]) -> tuple[str, float | None]:
@@ -284,7 +304,11 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
     if suite.tunings:  # tune first (resuming the studies), then compare the tuned configurations
         apply_tuning(suite, tuning.run_tuning(suite.tunings, jobs, executor, executor_options or {}, progress))
     check_changed(suite, rerun_changed)
-    todo = [r for r in suite.runs if not RunDir(r.out).done]
+    if suite.rungs:
+        write_rungs(suite.rungs, out)
+    # Seed by seed (each seed's tasks and arms in suite order): a suite stopped part way has the first
+    # seeds of every arm rather than every seed of the first arms.
+    todo = sorted((r for r in suite.runs if not RunDir(r.out).done), key=lambda r: suite.seeds.index(r.seed))
     done_before = len(suite.runs) - len(todo)
     runner = make_executor(regs or load_plugins(suite.plugins), executor,
                            min(jobs, len(todo) or 1) if jobs else None, executor_options or {}) if todo else None
@@ -377,9 +401,9 @@ def describe(suite: Suite) -> list[str]:
                          f"{record['params']}; {record['env_steps']:,} env steps trained, pruned trials included"
                          + (" (unequal tuning: allowed by the suite)" if record.get("unequal_tuning") else ""))
     for r in suite.runs:
-        if r.scheme in waiting:
-            lines.append(f"{r.label}: {build_config(r.overrides).steps} steps with {r.scheme}'s tuned parameters "
-                         f"-> {r.out} [awaits tuning: {waiting[r.scheme]}]")
+        if r.arm in waiting:
+            lines.append(f"{r.label}: {build_config(r.overrides).steps} steps with {r.arm}'s tuned parameters "
+                         f"-> {r.out} [awaits tuning: {waiting[r.arm]}]")
             continue
         cfg: TrainConfig = build_config(r.overrides)
         state, detail = run_state(r, suite.regs)

@@ -4,20 +4,23 @@
 (:mod:`harness.tables`), and draws from the same tables: ``curves`` (evaluation return during
 training, mean over seeds with a 95% t-interval band), ``final`` (final scores per task, each seed and
 the mean with its t-interval), ``aggregate`` (IQM and P(X > Y) over the tasks with a reference
-return, on normalised scores) and, for a tuned suite, ``tuning`` (best objective by trial), each as
-PNG and PDF. matplotlib and seaborn are imported only when drawing.
+return, on normalised scores), for a suite with an attribution ladder ``attribution`` (each rung's
+effect per task, :mod:`harness.attribution`) and, for a tuned suite, ``tuning`` (best objective by
+trial), each as PNG and PDF. matplotlib and seaborn are imported only when drawing.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from harness.attribution import read_rungs
 from harness.comparability import check_comparable
-from harness.report import References, final_scores, load_runs
+from harness.report import References, final_scores, load_runs, scale
 from harness.results import check_writable
 from harness.stats import t_interval
 from harness.tables import NORMALISED, T_NOTE, Tables, build_tables, write_tables
@@ -160,6 +163,36 @@ def _plot_aggregate(tables: Tables, palette: dict[str, Any], out_dir: Path) -> l
     return _save(fig, out_dir, "aggregate")
 
 
+def _plot_attribution(tables: Tables, out_dir: Path) -> list[Path]:
+    """``attribution``: per task, each rung's effect (after - before, mean final return, 95% Welch
+    interval), decided rungs in colour; the top axis is the normalised scale where the task has one."""
+    import matplotlib.pyplot as plt
+    rows = tables.attribution
+    if rows.empty:
+        return []
+    tasks = list(dict.fromkeys(sorted(rows["task"])))
+    rungs = list(dict.fromkeys(rows["isolates"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(7.0 * len(tasks), 0.8 * len(rungs) + 2.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = rows[rows["task"] == task].set_index("isolates").reindex(rungs)
+        labels = [f"{r}\n{b} -> {a}" if isinstance(b, str) else f"{r}\n(not run)"
+                  for r, b, a in zip(part.index, part["before"], part["after"])]
+        colours = ["tab:blue" if v == "decided" else "grey" for v in part["verdict"]]
+        values = part["difference"].fillna(0.0)
+        _interval_rows(ax, labels, values, part["ci_low"].fillna(values), part["ci_high"].fillna(values), colours)
+        ax.axvline(0.0, color="black", linewidth=1)
+        ax.set_xlabel("after - before: mean final return (95% Welch interval)")
+        ax.set_title(task)
+        floor, ceiling, _ = scale(tables.references, task)
+        if not (math.isnan(floor) or math.isnan(ceiling)) and ceiling != floor:
+            span = ceiling - floor
+            top = ax.secondary_xaxis("top", functions=(lambda x, s=span: x / s, lambda x, s=span: x * s))
+            top.set_xlabel("normalised: / (reference - random)")
+    fig.suptitle("Attribution: each rung's effect\n(blue: decided, the interval excludes 0; grey: undecided)")
+    fig.tight_layout()
+    return _save(fig, out_dir, "attribution")
+
+
 def _interval_rows(ax: Any, labels: list[str], values: Any, lows: Any, highs: Any, colours: list[Any]) -> None:
     """One horizontal point-and-interval per label, top to bottom in the given order."""
     for i, (v, lo, hi, c) in enumerate(zip(values, lows, highs, colours)):
@@ -197,7 +230,7 @@ def plot_results(root: str | Path, out_dir: str | Path | None = None, allow_mixe
     if references is None:
         from harness.references import tree_references
         references = tree_references(root, df, regs)
-    tables = build_tables(df, references, allow_mixed=allow_mixed)
+    tables = build_tables(df, references, allow_mixed=allow_mixed, rungs=read_rungs(root))
     check_writable(out, "plot directory")
 
     written: list[Path] = []
@@ -206,6 +239,7 @@ def plot_results(root: str | Path, out_dir: str | Path | None = None, allow_mixe
         written += _plot_curves(df, palette, out)
         written += _plot_final(df, tables.summary, palette, out)
         written += _plot_aggregate(tables, palette, out)
+        written += _plot_attribution(tables, out)
         written += _plot_tuning(root, palette, out)
     written += write_tables(df, tables, out)
     return written

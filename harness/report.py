@@ -1,6 +1,7 @@
 """Tables from a results tree: load the runs, summarise them, put them on each task's scale, export.
 
-A results tree holds one directory per run, ``<root>/<task>/<scheme>/seed_<k>/`` (at any depth), each
+A results tree holds one directory per run, ``<root>/<task>/<scheme>/seed_<k>/`` (at any depth; a
+suite's arm, :mod:`harness.arms`, stands where the scheme is, and is what "scheme" means below), each
 with ``config.json`` and ``metrics.csv`` as :class:`harness.results.RunDir` writes them. The numbers
 come from :mod:`harness.stats`, which runs may be compared is :mod:`harness.comparability`'s, the
 per-task verdicts :mod:`harness.verdicts`'; :mod:`harness.tables` writes the files and
@@ -142,7 +143,9 @@ def _run_identity(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
     cfg = record.get("config") or {}
     # The directory name is the task with '/' replaced, so it is only a fallback.
     task = cfg.get("task") or path.parent.parent.name
-    scheme = cfg.get("scheme") or path.parent.name
+    # An arm of a suite (harness.arms) is named by its arm; a plain scheme's arm is the scheme.
+    arm = record.get("arm")
+    scheme = (arm.get("name") if isinstance(arm, dict) else None) or cfg.get("scheme") or path.parent.name
     seed = cfg.get("seed", record.get("seed"))
     if seed is None:
         match = re.fullmatch(r"seed_(-?\d+)", path.name)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.attribution import Rung, rung_table
 from harness.comparability import (PROTOCOL_KEYS, check_comparable, describe, protocol_differences,
                                    scheme_differences)
 from harness.report import (References, aggregate, aggregate_long, final_scores, left_out, provenance, scale,
@@ -43,21 +44,26 @@ class Tables:
     differs: dict[str, list[tuple[str, str]]]
     mixed: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     versions: list[str] = field(default_factory=list)
+    attribution: pd.DataFrame = field(default_factory=pd.DataFrame)  # harness.attribution, when the tree has rungs
 
 
-def build_tables(df: pd.DataFrame, references: References, allow_mixed: bool = False) -> Tables:
-    """The tables of the runs ``df`` (:func:`harness.report.load_runs`) on the scales of ``references``.
+def build_tables(df: pd.DataFrame, references: References, allow_mixed: bool = False,
+                 rungs: list[Rung] = ()) -> Tables:
+    """The tables of the runs ``df`` (:func:`harness.report.load_runs`) on the scales of ``references``,
+    with the effect of each of ``rungs`` (:mod:`harness.attribution`) where there are any.
     Unless ``allow_mixed``, refuses runs that may not be averaged or compared
     (:func:`harness.comparability.check_comparable`); with it, the protocol differences it let
     through are listed (``mixed``)."""
     if not allow_mixed:
         check_comparable(df)
     iqm_table, improvement = aggregate(df, allow_mixed=True, references=references)
+    finals = final_scores(df)
     return Tables(summary=summarise(df, allow_mixed=True, references=references), iqm=iqm_table,
-                  improvement=improvement, comparisons=compare_pairs(final_scores(df)), references=references,
+                  improvement=improvement, comparisons=compare_pairs(finals), references=references,
                   left_out=left_out(df["task"], references), differs=scheme_differences(df),
                   mixed=protocol_differences(df) if allow_mixed else {},
-                  versions=sorted(df["env_versions"].unique()) if "env_versions" in df else [])
+                  versions=sorted(df["env_versions"].unique()) if "env_versions" in df else [],
+                  attribution=rung_table(finals, list(rungs), references) if rungs else pd.DataFrame())
 
 
 def write_tables(df: pd.DataFrame, tables: Tables, out: Path) -> list[Path]:
@@ -71,6 +77,9 @@ def write_tables(df: pd.DataFrame, tables: Tables, out: Path) -> list[Path]:
     paths["summary.md"].write_text(summary_markdown(tables))
     paths["marl_eval.json"].write_text(json.dumps(to_marl_eval(df), indent=2))
     paths["provenance.json"].write_text(json.dumps(provenance(df), indent=2, sort_keys=True))
+    if not tables.attribution.empty:
+        paths["attribution.csv"] = out / "attribution.csv"
+        tables.attribution.to_csv(paths["attribution.csv"], index=False)
     return list(paths.values())
 
 
@@ -164,6 +173,26 @@ def _comparisons(tables: Tables) -> list[str]:
           f"{r.probability:.3f}", decided_text(r), r.seeds_needed] for r in comparisons.itertuples()])
 
 
+def _attribution(tables: Tables) -> list[str]:
+    rows = tables.attribution
+    if rows.empty:
+        return []
+    lines = ["", "## Attribution: what each rung of the ladder changes", "",
+             "Each rung compares two arms that differ in one ingredient: after - before is the difference of the "
+             "mean final returns with a 95% Welch interval, and the same on the normalised scale where the task has "
+             "references; decided when the interval excludes 0 (seeds per arm a decided answer would need "
+             "otherwise, as above).", ""]
+    return lines + _table(
+        ["task", "isolates", "before -> after", "seeds", "after - before [95% Welch interval]",
+         "normalised [95% Welch interval]", "P(after > before)", "verdict", "seeds per arm for a decided answer"],
+        [[r.task, r.isolates, f"{r.before} -> {r.after}", f"{r.n_before}, {r.n_after}",
+          _interval(r.difference, r.ci_low, r.ci_high),
+          _interval(r.normalised_difference, r.normalised_ci_low, r.normalised_ci_high, lambda x: f"{x:.3f}"),
+          f"{r.probability:.3f}",
+          ("undecided" if r.verdict != "decided" else f"decided: {r.after if r.difference > 0 else r.before} higher"),
+          r.seeds_needed] for r in rows.itertuples()])
+
+
 def _differences(tables: Tables) -> list[str]:
     if not tables.differs:
         return []
@@ -206,6 +235,6 @@ def _aggregate(tables: Tables) -> list[str]:
 
 def summary_markdown(tables: Tables) -> str:
     """The Markdown report: per task (returns, references, verdicts, what differs), then the aggregate."""
-    lines = _per_task(tables) + _comparisons(tables) + _differences(tables) + _aggregate(tables)
+    lines = _per_task(tables) + _comparisons(tables) + _attribution(tables) + _differences(tables) + _aggregate(tables)
     lines += ["", "## Environment packages", ""] + [f"- {v}" for v in tables.versions]
     return "\n".join(lines) + "\n"

@@ -140,8 +140,7 @@ class LocalCopiesTask(VecTask):
         self.state_dim = state.shape[1]
 
     def _reset_copy(self, c: int) -> tuple[dict, np.ndarray]:
-        s = episode_seed(self.seed, self.copy_offset + c, int(self.episodes[c]), self.stream)
-        obs, _ = self.envs[c].reset(seed=s)
+        obs, _ = self.envs[c].reset(seed=self._episode_seed(c))
         return obs, self._state(self.envs[c], obs)
 
     def _state(self, env: Any, obs: dict) -> np.ndarray:
@@ -159,21 +158,32 @@ class LocalCopiesTask(VecTask):
                           np.empty((E, self.state_dim), np.float32), np.empty(E, np.float32),
                           np.zeros(E, bool), np.zeros(E, bool), np.empty((E, self.state_dim), np.float32))
 
-    def _end_step(self, result: StepResult, c: int, reward: float, terminated: bool, truncated: bool,
-                  obs: dict) -> None:
-        """Record copy ``c``'s step (``result.final_state[c]`` already set); reset it if it ended."""
+    def _record(self, result: StepResult, c: int, reward: float, terminated: bool, truncated: bool) -> bool:
+        """Record copy ``c``'s reward and flags, and its episode's return and length if it ended (then
+        the copy's next episode is counted); whether it ended. The caller resets an ended copy."""
         result.reward[c] = reward
         self._returns[c] += reward
         self._lengths[c] += 1
-        if terminated or truncated:
-            result.terminated[c] = terminated
-            result.truncated[c] = truncated
-            result.episode_returns.append(float(self._returns[c]))
-            result.episode_lengths.append(int(self._lengths[c]))
+        if not (terminated or truncated):
+            return False
+        result.terminated[c] = terminated
+        result.truncated[c] = truncated
+        result.episode_returns.append(float(self._returns[c]))
+        result.episode_lengths.append(int(self._lengths[c]))
+        self._returns[c] = 0.0
+        self._lengths[c] = 0
+        self.episodes[c] += 1
+        return True
+
+    def _episode_seed(self, c: int) -> int:
+        """The seed of copy ``c``'s current episode."""
+        return episode_seed(self.seed, self.copy_offset + c, int(self.episodes[c]), self.stream)
+
+    def _end_step(self, result: StepResult, c: int, reward: float, terminated: bool, truncated: bool,
+                  obs: dict) -> None:
+        """Record copy ``c``'s step (``result.final_state[c]`` already set); reset it if it ended."""
+        if self._record(result, c, reward, terminated, truncated):
             result.final_obs[c] = [np.asarray(obs[a], dtype=np.float32).ravel() for a in self.agents]
-            self._returns[c] = 0.0
-            self._lengths[c] = 0
-            self.episodes[c] += 1
             obs, result.state[c] = self._reset_copy(c)
         else:
             result.state[c] = result.final_state[c]

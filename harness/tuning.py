@@ -42,10 +42,10 @@ TUNING_DIR = ".tuning"
 
 @dataclass
 class Tuning:
-    """One scheme's tuning study, as a suite asks for it."""
+    """One arm's tuning study, as a suite asks for it."""
 
-    scheme: str
-    sweep: Any  # harness.sweep_file.Sweep
+    arm: str  # the arm tuned (harness.arms; a plain scheme's arm is the scheme)
+    sweep: Any  # harness.sweep_file.Sweep (its ``scheme`` is the arm's scheme)
     storage: str | None
     unequal: bool = False  # the suite allowed schemes different tuning budgets (unequal_tuning = true)
 
@@ -76,22 +76,31 @@ class Tuning:
         return f"{done}/{self.sweep.trials} trials"
 
 
-def take_specs(data: dict[str, Any], path: Path, schemes: list[str]) -> dict[str, tuple[str, Any]]:
-    """Remove the tuning requests from a suite's tables: ``{scheme: ("tune", table) | ("sweep", file)}``."""
+def take_specs(data: dict[str, Any], path: Path, arms: list[Any]) -> dict[str, tuple[str, Any]]:
+    """Remove the tuning requests from a suite's tables: ``{arm: ("tune", table) | ("sweep", file)}``.
+
+    ``arms`` are the suite's :class:`harness.arms.Arm` objects: a plain scheme's arm takes its
+    ``tune``/``sweep`` from ``[schemes.S]``, a declared arm from its own ``[arms.X]`` table; ``[tune]``
+    applies to every arm."""
     common = data.pop("tune", None)
     need(common is None or isinstance(common, dict), path, "[tune] must be a table, e.g. trials = 12, steps = 100_000")
+    plain = {a.name for a in arms if not a.declared}
+    for scheme, table in data.get("schemes", {}).items():
+        need(scheme in plain or not ({"tune", "sweep"} & set(table)), path,
+             f"[schemes.{scheme}] tune/sweep tunes the arm {scheme!r}, which this suite does not have; give each "
+             f"[arms.X] of {scheme} its own tune or sweep, or use [tune]")
     specs: dict[str, tuple[str, Any]] = {}
-    for scheme in schemes:
-        table = data.get("schemes", {}).get(scheme, {})
+    for arm in arms:
+        table, where = arm.table, arm.where
         own, sweep_file = table.pop("tune", None), table.pop("sweep", None)
-        need(own is None or isinstance(own, dict), path, f"[schemes.{scheme}] tune={own!r} must be a table")
+        need(own is None or isinstance(own, dict), path, f"{where} tune={own!r} must be a table")
         need(sweep_file is None or isinstance(sweep_file, str), path,
-             f"[schemes.{scheme}] sweep={sweep_file!r} must be a sweep file name")
-        need(not (own and sweep_file), path, f"[schemes.{scheme}] has both tune and sweep; keep one")
+             f"{where} sweep={sweep_file!r} must be a sweep file name")
+        need(not (own and sweep_file), path, f"{where} has both tune and sweep; keep one")
         if sweep_file is not None:
-            specs[scheme] = ("sweep", sweep_file)
+            specs[arm.name] = ("sweep", sweep_file)
         elif common is not None or own is not None:
-            specs[scheme] = ("tune", {**(common or {}), **(own or {})})
+            specs[arm.name] = ("tune", {**(common or {}), **(own or {})})
     return specs
 
 
@@ -117,54 +126,58 @@ def check_equal(tunings: dict[str, Tuning], schemes: list[str], path: Path) -> N
     for other in rest:
         for attr, key in EQUAL.items():
             a, b = getattr(first.sweep, attr), getattr(other.sweep, attr)
-            need(a == b, path, f"unequal tuning: {key} is {a} for {first.scheme} and {b} for {other.scheme}; "
+            need(a == b, path, f"unequal tuning: {key} is {a} for {first.arm} and {b} for {other.arm}; "
                                f"give every scheme the same tuning budget{how}")
 
 
 def build_tunings(specs: dict[str, tuple[str, Any]], path: Path, suite_name: str, tasks: list[str],
                   seeds: list[int], eval_episodes: int | None, out: Path, regs: Registries,
                   overrides: dict[tuple[str, str], list[tuple[str, Any]]], plugins: list[str] = (),
-                  schemes: list[str] = (), unequal: bool = False) -> dict[str, Tuning]:
-    """Every requested scheme's :class:`Tuning`. ``overrides[(task, scheme)]`` are the settings the
-    comparison's runs of that pair get; the tuning runs get them too, budget keys aside. Every scheme
-    of ``schemes`` must be tuned with the same budget (:func:`check_equal`) unless ``unequal``."""
+                  arms: dict[str, str] | None = None, unequal: bool = False) -> dict[str, Tuning]:
+    """Every requested arm's :class:`Tuning`. ``arms`` maps each arm of the suite to its scheme;
+    ``overrides[(task, arm)]`` are the settings the comparison's runs of that pair get; the tuning runs
+    get them too, budget keys aside. Every arm must be tuned with the same budget
+    (:func:`check_equal`) unless ``unequal``."""
     from harness.sweep import load_sweep, sweep_from_data
 
+    arms = arms or {}
     result: dict[str, Tuning] = {}
-    for scheme, (kind, spec) in specs.items():
-        where = out / TUNING_DIR / scheme
+    for arm, (kind, spec) in specs.items():
+        scheme = arms.get(arm, arm)
+        where = out / TUNING_DIR / arm
         storage = None
         if kind == "sweep":
             try:
                 sweep = load_sweep(path.parent / spec, where, regs, plugins)
             except HarnessError as exc:
-                raise HarnessError(f"{path}: [schemes.{scheme}] sweep: {exc}") from None
-            need(sweep.scheme == scheme, path, f"[schemes.{scheme}] sweep {spec!r} tunes {sweep.scheme!r}, not {scheme!r}")
+                raise HarnessError(f"{path}: sweep of {arm}: {exc}") from None
+            need(sweep.scheme == scheme, path, f"sweep of {arm}: {spec!r} tunes {sweep.scheme!r}, not {scheme!r}")
         else:
             spec = dict(spec)
             unknown = set(spec) - TUNE_KEYS
-            need(not unknown, path, f"tune of {scheme}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TUNE_KEYS)}")
+            need(not unknown, path, f"tune of {arm}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TUNE_KEYS)}")
             for key in ("trials", "steps"):
-                need(key in spec, path, f"tune of {scheme} needs {key!r} (e.g. trials = 12, steps = 100_000)")
+                need(key in spec, path, f"tune of {arm} needs {key!r} (e.g. trials = 12, steps = 100_000)")
             storage = spec.pop("storage", None)
-            need(storage is None or isinstance(storage, str), path, f"tune of {scheme}: storage={storage!r} must be a URL")
+            need(storage is None or isinstance(storage, str), path, f"tune of {arm}: storage={storage!r} must be a URL")
             space = spec.pop("space", {})
             tune_seeds = spec.pop("seeds", 2)
             if isinstance(tune_seeds, int) and not isinstance(tune_seeds, bool) and tune_seeds >= 1:
                 tune_seeds = list(range(max(seeds) + 1, max(seeds) + 1 + tune_seeds))
-            sw = {"name": f"{suite_name}_{scheme}", "scheme": scheme, "tasks": tasks, "seeds": tune_seeds,
+            own_tasks = [t for t in tasks if (t, arm) in overrides]  # an arm may run on some tasks only
+            sw = {"name": f"{suite_name}_{arm}", "scheme": scheme, "tasks": own_tasks, "seeds": tune_seeds,
                   "eval_episodes": eval_episodes or 10, **spec}
-            per_task = {t: [(k, v) for k, v in overrides[(t, scheme)] if k not in _BUDGET_KEYS] for t in tasks}
+            per_task = {t: [(k, v) for k, v in overrides[(t, arm)] if k not in _BUDGET_KEYS] for t in own_tasks}
             try:
                 sweep = sweep_from_data({"sweep": sw, "space": space}, path, where, regs, per_task, plugins)
             except HarnessError as exc:
-                raise HarnessError(f"{path}: tune of {scheme}: {exc}") from None
+                raise HarnessError(f"{path}: tune of {arm}: {exc}") from None
         shared = sorted(set(sweep.seeds) & set(seeds))
-        need(not shared, path, f"tune of {scheme}: tuning seeds {sweep.seeds} overlap the comparison's seeds "
+        need(not shared, path, f"tune of {arm}: tuning seeds {sweep.seeds} overlap the comparison's seeds "
                                f"{seeds} (shared: {shared}); tune on other seeds")
-        result[scheme] = Tuning(scheme, sweep, storage, unequal)
+        result[arm] = Tuning(arm, sweep, storage, unequal)
     if not unequal:
-        check_equal(result, list(schemes), path)
+        check_equal(result, list(arms) or list(result), path)
     return result
 
 

@@ -68,8 +68,9 @@ OPTIONS = {
     "obs_mode": Option(str, "local", "local: gymnasium-robotics' per-agent observations; "
                                      "global: full state + one-hot agent id (HARL)"),
     "workers": Option(int, 0, "worker processes for the copies (0: step them in this process)"),
-    "fast": Option(bool, False, "batched stepping of the copies and local observations by precomputed index "
-                                "gathers (equal to gymnasium-robotics' own, faster)"),
+    "fast": Option(bool, True, "batched stepping of the copies and observations by precomputed index gathers "
+                               "(equal to gymnasium-robotics' own over whole episodes; false: the package's "
+                               "own path, copy by copy)"),
     "threads": Option(int, 1, "with fast=true: threads simulating the copies (MuJoCo runs without Python's lock, "
                               "so 2 threads on 2 cores simulate up to twice as fast; same results)"),
     "render": Option(bool, False, "copies draw RGB frames with MuJoCo's offscreen renderer (harness eval --video; "
@@ -213,31 +214,47 @@ class GlobalObsEnv(_ObsWrapper):
 
 
 class GatherObsEnv(_ObsWrapper):
-    """The fast observation path (``env.fast=true``).
+    """The fast observation path (``env.fast=true``, the default).
 
     gymnasium-robotics builds each agent's local observation in Python, node by node
     (``obsk.build_obs``), and the global state once more. Here the global state is computed once per
-    step and each agent's observation is a precomputed index gather (the package's own
-    ``observation_factorization``) from it. Some robots clip joint velocities in their state (Hopper,
+    step and each agent's observation is a precomputed index gather from it: with local observations
+    the package's own ``observation_factorization``; with ``global_obs`` (``obs_mode=global``) the
+    whole state followed by the agent's one-hot id, what :class:`GlobalObsEnv` gives without building
+    the local observations it discards. Some robots clip joint velocities in their state (Hopper,
     Walker2d: to +-10) and their local observations sometimes do (Hopper) and sometimes do not
     (Walker2d), so every gathered entry is taken either from the state or from the state with raw
     velocities, whichever reproduces the package on random states with large velocities; a task where
     neither does is refused. Rewards, flags, actions and ``state()`` are the wrapped env's.
+
+    The gather is written for one copy (:meth:`reset`, :meth:`step`) and for a batch of copies at once
+    (:meth:`gather_into`, what ``mamujoco_batched`` uses): :meth:`source` is the vector gathered from.
     """
 
-    def __init__(self, env: Any) -> None:
+    def __init__(self, env: Any, global_obs: bool = False) -> None:
         self.env = env
         self.possible_agents = list(env.possible_agents)
-        self.observation_spaces = {a: env.observation_space(a) for a in self.possible_agents}
-        factorisation = env.observation_factorization
-        if factorisation is None:
-            raise HarnessError("env.fast=true: this MaMuJoCo task has no observation index map")
-        self._index = [np.asarray(factorisation[a], dtype=np.int64) for a in self.possible_agents]
         self._single = env.single_agent_env
         self._unwrapped = env.single_agent_env.unwrapped
         structure = self._unwrapped.observation_structure
         self._qvel = slice(structure["qpos"], structure["qpos"] + structure["qvel"])
         self._state: np.ndarray | None = None
+        n_agents = len(self.possible_agents)
+        if global_obs:
+            wrapped = GlobalObsEnv(env)
+            self.observation_spaces = wrapped.observation_spaces
+            n = int(np.prod(self._single.observation_space.shape))
+            self._index = [np.arange(n, dtype=np.int64) for _ in self.possible_agents]
+            self._ids = [np.eye(n_agents, dtype=np.float32)[i] for i in range(n_agents)]
+            self._raw_needed = False
+            return
+        self.observation_spaces = {a: env.observation_space(a) for a in self.possible_agents}
+        factorisation = env.observation_factorization
+        if factorisation is None:
+            raise HarnessError("env.fast=true: this MaMuJoCo task has no observation index map; "
+                               "use env.fast=false")
+        self._index = [np.asarray(factorisation[a], dtype=np.int64) for a in self.possible_agents]
+        self._ids = None
         self._raw_needed = True
         self._check()
 
@@ -250,6 +267,7 @@ class GatherObsEnv(_ObsWrapper):
         qpos0, qvel0 = data.qpos.copy(), data.qvel.copy()
         n = self._unwrapped.observation_space.shape[0]
         base = list(self._index)
+        self._raw_needed = True
         # Which source reproduces each entry: 0 = the state, 1 = the state with raw velocities.
         fits = [np.ones((2, len(idx)), dtype=bool) for idx in base]
         for trial in range(6):
@@ -258,16 +276,17 @@ class GatherObsEnv(_ObsWrapper):
                 data.qvel[:] = rng.normal(0.0, 20.0, qvel0.shape)
                 mujoco.mj_forward(model, data)
             reference = self.env._get_obs()
-            source = self._source()
+            source = self.source()
             for k, a in enumerate(self.possible_agents):
                 if reference[a].shape != base[k].shape:
-                    raise HarnessError(f"env.fast=true: agent {a!r}'s index map has the wrong size on this task")
+                    raise HarnessError(f"env.fast=true: agent {a!r}'s index map has the wrong size on this task; "
+                                       "use env.fast=false")
                 for choice in (0, 1):
                     fits[k][choice] &= np.isclose(source[base[k] + choice * n], reference[a], rtol=0, atol=1e-9)
         for k, a in enumerate(self.possible_agents):
             if not (fits[k][0] | fits[k][1]).all():
                 raise HarnessError(f"env.fast=true does not reproduce agent {a!r}'s observations on this task; "
-                                   "use the default path")
+                                   "use env.fast=false")
             self._index[k] = base[k] + np.where(fits[k][0], 0, n)
         self._raw_needed = any(bool((idx >= n).any()) for idx in self._index)
         self._state = None
@@ -275,19 +294,37 @@ class GatherObsEnv(_ObsWrapper):
     def state(self) -> np.ndarray:
         return self._state if self._state is not None else self._unwrapped._get_obs()
 
-    def _source(self) -> np.ndarray:
-        """The state, then the state with raw joint velocities: what the index map gathers from."""
+    @property
+    def source_dim(self) -> int:
+        n = int(np.prod(self._single.observation_space.shape))
+        return 2 * n if self._raw_needed else n
+
+    def source(self) -> np.ndarray:
+        """What the observations are gathered from: the state, then (where some entry needs it) the
+        state with raw joint velocities. Also what :meth:`state` returns until the next step."""
         self._state = self._unwrapped._get_obs()
+        if not self._raw_needed:
+            return self._state
         raw = self._state.copy()
         raw[self._qvel] = self._unwrapped.data.qvel
         return np.concatenate([self._state, raw])
 
     def _gather(self) -> dict[str, np.ndarray]:
-        if self._raw_needed:
-            source = self._source()
-        else:  # every entry comes from the state itself
-            source = self._state = self._unwrapped._get_obs()
-        return {a: source[idx] for a, idx in zip(self.possible_agents, self._index)}
+        source = self.source()
+        if self._ids is None:
+            return {a: source[idx] for a, idx in zip(self.possible_agents, self._index)}
+        return {a: np.concatenate([source.astype(np.float32), i]) for a, i in zip(self.possible_agents, self._ids)}
+
+    def gather_into(self, sources: np.ndarray, out: list[np.ndarray]) -> None:
+        """Every agent's observations for a batch of copies: ``sources[c]`` is copy ``c``'s
+        :meth:`source`; ``out[i]`` (``[E, obs_dim_i]``, float32) receives agent ``i``'s rows, one
+        gather per agent for all copies."""
+        for i, idx in enumerate(self._index):
+            if self._ids is None:
+                out[i][:] = sources[:, idx]
+            else:
+                out[i][:, :len(idx)] = sources
+                out[i][:, len(idx):] = self._ids[i]
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         _, info = self._single.reset(seed=seed, options=options)
@@ -315,9 +352,9 @@ def _make_env(name: str, conf: str, agent_obsk: int, episode_limit: int, obs_mod
                                        render_mode="rgb_array" if render else None)
     if render:
         _follow_robot(env.single_agent_env.unwrapped)
-    if obs_mode == "global":
-        return GlobalObsEnv(env)
-    return GatherObsEnv(env) if fast else env
+    if fast:
+        return GatherObsEnv(env, global_obs=obs_mode == "global")
+    return GlobalObsEnv(env) if obs_mode == "global" else env
 
 
 def _follow_robot(base: Any) -> None:
@@ -334,13 +371,14 @@ def _build(name: str, conf: str, opts: dict[str, Any], seed: int, stream: int, n
            copy_offset: int) -> VecTask:
     make = functools.partial(_make_env, name, conf, opts["agent_obsk"], opts["episode_limit"], opts["obs_mode"],
                              opts["fast"], opts["render"])
-    if opts["fast"] and opts["obs_mode"] == "local" and not opts["render"]:
+    if opts["fast"] and not opts["render"]:
         from harness_plugins import mamujoco_batched as batched
 
         probe = make()
         ok = batched.supported(probe)
         probe.close()
-        package = functools.partial(_make_env, name, conf, opts["agent_obsk"], opts["episode_limit"], "local")
+        package = functools.partial(_make_env, name, conf, opts["agent_obsk"], opts["episode_limit"],
+                                    opts["obs_mode"])
         if ok and batched.agrees(make, package, opts["episode_limit"]):
             return batched.BatchedMaMuJoCoTask(make, n_envs, seed, opts["episode_limit"], stream=stream,
                                                copy_offset=copy_offset, threads=opts["threads"])

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                    "stats", "results", "checkpoint", "provenance", "evaluation", "task_check", "memory",
                    "devices", "run_lock", "tracking", "executor", "threads"}),
     ("run", {"policy", "rollout", "assembly", "best_policy", "continuation", "run_setup", "trainer", "references"}),
-    ("commands", {"dispatch", "bench", "tuning", "sweep_file", "study", "objective", "sweep_outputs", "sweep",
+    ("commands", {"arms", "attribution", "dispatch", "bench", "tuning", "sweep_file", "study", "objective", "sweep_outputs", "sweep",
                   "comparability", "verdicts", "report", "tables", "plot", "eval_run", "conformance", "cli"}),
 ]
 

@@ -16,7 +16,8 @@ def same_episodes(regs, task, fast_opts, expect):
     except HarnessError as exc:
         pytest.fail(f"fast path refused {task}: {exc}")
     assert type(fast).__name__ == expect
-    ref = make_task(regs, task, 3, 4, opts)
+    package_opts = {k: v for k, v in fast_opts.items() if k not in ("fast", "threads")}
+    ref = make_task(regs, task, 3, 4, {**opts, **package_opts, "fast": False})
     assert type(ref).__name__ == "PettingZooVecTask"
     o_ref, s_ref = ref.reset()
     o_fast, s_fast = fast.reset()
@@ -58,6 +59,25 @@ def test_fast_path_equals_the_package_over_whole_episodes(regs, task, monkeypatc
     same_episodes(regs, task, {}, "BatchedMaMuJoCoTask")
 
 
+@pytest.mark.parametrize("task", ["mamujoco/Hopper-3x1", "mamujoco/HalfCheetah-6x1", "mamujoco/Humanoid-17x1"])
+def test_global_observations_on_the_fast_path_equal_the_package(regs, task, monkeypatch, tmp_path):
+    """HARL's observations (state + one-hot id) gathered for all copies at once, against the
+    package's local-observation env wrapped by GlobalObsEnv."""
+    monkeypatch.chdir(tmp_path)
+    same_episodes(regs, task, {"obs_mode": "global"}, "BatchedMaMuJoCoTask")
+
+
+def test_the_fast_path_is_the_default(regs, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for opts in ({}, {"obs_mode": "global"}):
+        task = make_task(regs, "mamujoco/HalfCheetah-2x3", 2, 0, opts)
+        assert type(task).__name__ == "BatchedMaMuJoCoTask"
+        task.close()
+    task = make_task(regs, "mamujoco/HalfCheetah-2x3", 2, 0, {"fast": False})
+    assert type(task).__name__ == "PettingZooVecTask"
+    task.close()
+
+
 @pytest.mark.parametrize("task", ["mamujoco/Hopper-3x1", "mamujoco/Ant-4x2"])
 def test_threads_simulating_the_copies_change_nothing(regs, task, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
@@ -76,7 +96,7 @@ def test_a_robot_step_the_batch_gets_wrong_is_caught_and_stepped_copy_by_copy(re
 
 def test_threads_need_the_fast_path(regs):
     with pytest.raises(HarnessError, match="env.threads=2 is not accepted"):
-        make_task(regs, "mamujoco/HalfCheetah-2x3", 2, 0, {"threads": 2})
+        make_task(regs, "mamujoco/HalfCheetah-2x3", 2, 0, {"threads": 2, "fast": False})
 
 
 def test_training_on_the_fast_path_with_threads_equals_training_on_the_package(regs, tmp_path, monkeypatch):
@@ -89,7 +109,7 @@ def test_training_on_the_fast_path_with_threads_equals_training_on_the_package(r
     from harness.trainer import Trainer
 
     rows = []
-    for name, env in (("package", {}), ("fast", {"fast": True, "threads": 2})):
+    for name, env in (("package", {"fast": False}), ("fast", {"threads": 2})):
         cfg = build_config({**TINY, "task": "mamujoco/Hopper-3x1", "steps": 600, "n_envs": 3,
                             "rollout_length": 50, "env": {"episode_limit": 30, **env}})
         Trainer(cfg, regs, tmp_path / name, progress=False).run_training()
