@@ -7,12 +7,14 @@ Both sides run HAPPO with HARL's ``happo.yaml`` defaults (20 envs x 200 steps, 5
 epochs, one minibatch, MLP [128, 128], lr 5e-4, clip 0.2), the same number of environment steps,
 the same torch thread count, evaluation off, on CPU. HARL steps its 20 environments in 20 worker
 processes (its default ``n_rollout_threads: 20`` with ``ShareSubprocVecEnv``); the harness is measured
-as shipped (copies stepped in its own process; MPE copies are mpe2's environments driven directly),
-with ``env.workers=2`` (copies split over two worker processes), with ``env.fast=true`` (MPE: the
-batched NumPy implementation of the same task; MaMuJoCo: batched stepping with index-gather
-observations, also with ``env.threads=2``, the physics in two threads) and, on MaMuJoCo, with
-``env.obs_mode=global`` (what HARL's wrapper gives every agent: the full state and an agent id;
-the first rows use gymnasium-robotics' local observations, which cost more to build). Printed
+as shipped (copies stepped in its own process; MPE copies are mpe2's environments driven directly,
+MaMuJoCo copies stepped in a batch with index-gather observations), and on MPE with ``env.workers=2``
+(copies split over two worker processes) and ``env.fast=true`` (the batched NumPy implementation of
+the same task); on MaMuJoCo with ``env.fast=false`` (gymnasium-robotics' own path, copy by copy),
+``env.threads=2`` (the physics in two threads) and ``env.obs_mode=global`` (what HARL's wrapper gives
+every agent: the full state and an agent id; the other rows use gymnasium-robotics' local
+observations). The many-agent tasks (``--tasks mamujoco/HalfCheetah-6x1 mamujoco/Humanoid-17x1``)
+are measured as shipped and with global observations. Printed
 per row: steps/s of each, their ratio, and the mean training episode return of the last fifth of the
 episodes of each (the same number of steps, different random streams: a sanity check that both learn,
 not a significance test).
@@ -29,7 +31,8 @@ Adaptations, made at import time and printed, never by editing HARL's files:
   ``mujoco`` bindings that gymnasium-robotics' MaMuJoCo also steps) behind gym's old API. HARL's own
   files and its observation code run unchanged. If HARL's path still fails, the row says why.
 
-Run: ``python benchmarks/vs_harl.py [--steps 40000] [--threads 1] [--tasks mpe/simple_spread mamujoco/HalfCheetah-2x3]``.
+Run: ``python benchmarks/vs_harl.py [--steps 40000] [--threads 1] [--tasks mpe/simple_spread mamujoco/HalfCheetah-2x3]``
+(also ``mamujoco/HalfCheetah-6x1``, ``mamujoco/Humanoid-17x1``).
 """
 
 from __future__ import annotations
@@ -185,16 +188,23 @@ def run_ours(task: str, options: dict, steps: int, threads: int, seed: int) -> t
     return steps / elapsed, returns
 
 
+def _mamujoco(scenario: str, conf: str) -> tuple[str, dict, dict]:
+    return ("mamujoco", {"scenario": f"{scenario}-v2", "agent_conf": conf, "agent_obsk": 0, "episode_limit": 1000}, {})
+
+
 TASKS = {
     "mpe/simple_spread": ("pettingzoo_mpe", {"scenario": "simple_spread_v2", "continuous_actions": False}, {}),
-    "mamujoco/HalfCheetah-2x3": ("mamujoco", {"scenario": "HalfCheetah-v2", "agent_conf": "2x3", "agent_obsk": 0,
-                                              "episode_limit": 1000}, {}),
+    "mamujoco/HalfCheetah-2x3": _mamujoco("HalfCheetah", "2x3"),
+    "mamujoco/HalfCheetah-6x1": _mamujoco("HalfCheetah", "6x1"),
+    "mamujoco/Humanoid-17x1": _mamujoco("Humanoid", "17x1"),
 }
+#: The tasks measured unless --tasks says otherwise (the many-agent ones take minutes per row).
+DEFAULT_TASKS = ("mpe/simple_spread", "mamujoco/HalfCheetah-2x3")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=list(TASKS))
     parser.add_argument("--steps", type=int, default=40_000, help="env steps per side (HARL's batch is 4,000)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
@@ -220,13 +230,17 @@ def main() -> None:
             print(f"{task:40s} {ours_sps:10.0f} {'-':>8s} {'-':>6s}  HARL cannot run: {type(exc).__name__}: "
                   f"{(str(exc).splitlines() or [''])[0][:300]}")
             continue
-        # The harness as shipped (copies stepped in its own process), with the copies split over two
-        # worker processes as HARL splits them over 20, with its fast path (batched NumPy MPE; batched
-        # MaMuJoCo stepping, also with the physics in two threads), and with HARL's MaMuJoCo observations.
-        variants = [("", options), (" workers=2", {**options, "workers": 2}), (" fast", {**options, "fast": True})]
-        if task.startswith("mamujoco/"):  # physics in two threads; the observations HARL's wrapper gives
-            variants += [(" fast threads=2", {**options, "fast": True, "threads": 2}),
-                         (" obs_mode=global", {**options, "obs_mode": "global"})]
+        # The harness as shipped (copies stepped in its own process; MaMuJoCo's batched stepping), on
+        # MPE with the copies split over two worker processes as HARL splits them over 20 and with its
+        # batched NumPy MPE, on MaMuJoCo with the package's own path, the physics in two threads, and
+        # HARL's observations.
+        if task.startswith("mpe/"):
+            variants = [("", options), (" workers=2", {**options, "workers": 2}), (" fast", {**options, "fast": True})]
+        elif task in DEFAULT_TASKS:  # the package's own path, physics in two threads, HARL's observations
+            variants = [("", options), (" fast=false", {**options, "fast": False}),
+                        (" threads=2", {**options, "threads": 2}), (" obs_mode=global", {**options, "obs_mode": "global"})]
+        else:  # the many-agent tasks: as shipped and with HARL's observations
+            variants = [("", options), (" obs_mode=global", {**options, "obs_mode": "global"})]
         for label, opts in variants:
             ours_sps, ours_returns = run_ours(task, opts, args.steps, args.threads, args.seed)
             n = max(1, min(len(ours_returns), len(harl_returns)) // 5)

@@ -293,6 +293,12 @@ def _steps_done(spec: RunSpec) -> int:
     return int(rows[-1]["env_steps"]) if rows else 0
 
 
+def in_seed_order(runs: list[RunSpec], seeds: list[int]) -> list[RunSpec]:
+    """Seed by seed, each seed's tasks and arms in suite order: a suite stopped part way has the first
+    seeds of every arm rather than every seed of the first arms."""
+    return sorted(runs, key=lambda r: seeds.index(r.seed))
+
+
 def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress: bool = True,
               rerun_changed: bool = False, executor: str = "local", executor_options: dict[str, Any] | None = None,
               regs: Registries | None = None) -> int:
@@ -306,9 +312,7 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
     check_changed(suite, rerun_changed)
     if suite.rungs:
         write_rungs(suite.rungs, out)
-    # Seed by seed (each seed's tasks and arms in suite order): a suite stopped part way has the first
-    # seeds of every arm rather than every seed of the first arms.
-    todo = sorted((r for r in suite.runs if not RunDir(r.out).done), key=lambda r: suite.seeds.index(r.seed))
+    todo = in_seed_order([r for r in suite.runs if not RunDir(r.out).done], suite.seeds)
     done_before = len(suite.runs) - len(todo)
     runner = make_executor(regs or load_plugins(suite.plugins), executor,
                            min(jobs, len(todo) or 1) if jobs else None, executor_options or {}) if todo else None

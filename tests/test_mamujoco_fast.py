@@ -99,9 +99,11 @@ def test_threads_need_the_fast_path(regs):
         make_task(regs, "mamujoco/HalfCheetah-2x3", 2, 0, {"threads": 2, "fast": False})
 
 
-def test_training_on_the_fast_path_with_threads_equals_training_on_the_package(regs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("obs", [{}, {"obs_mode": "global"}])
+def test_training_on_the_fast_path_with_threads_equals_training_on_the_package(regs, tmp_path, monkeypatch, obs):
     """Whole HAPPO runs (rollouts through terminations and resets, updates, evaluations) give the
-    same metrics row for row: the batched path changes the speed, not the run."""
+    same metrics row for row, with local and with HARL's global observations: the batched path
+    changes the speed, not the run."""
     monkeypatch.chdir(tmp_path)
     from conftest import TINY
     from harness.config import build_config
@@ -111,7 +113,7 @@ def test_training_on_the_fast_path_with_threads_equals_training_on_the_package(r
     rows = []
     for name, env in (("package", {"fast": False}), ("fast", {"threads": 2})):
         cfg = build_config({**TINY, "task": "mamujoco/Hopper-3x1", "steps": 600, "n_envs": 3,
-                            "rollout_length": 50, "env": {"episode_limit": 30, **env}})
+                            "rollout_length": 50, "env": {"episode_limit": 30, **obs, **env}})
         Trainer(cfg, regs, tmp_path / name, progress=False).run_training()
         rows.append([{k: v for k, v in r.items() if k not in ("steps_per_s", "collect_s", "update_s", "wall_s")}
                      for r in RunDir(tmp_path / name).rows()])
