@@ -19,8 +19,9 @@ from harness.config import TrainConfig
 from harness.continuation import init_file
 from harness.devices import move_scheme, resolve_device
 from harness.errors import PluginError, plugin_call
-from harness.memory import check_memory
+from harness.memory import check_memory, check_replay
 from harness.plugins import Registries
+from harness.replay import is_off_policy
 from harness.results import RunDir
 from harness.scheme import core_advantages
 from harness.scheme_config import resolve_scheme_config
@@ -91,11 +92,15 @@ def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
         missing = [attr for attr in needed if not hasattr(scheme, attr)]
         if missing:
             raise PluginError(f"plugin {scheme_entry.plugin!r}: scheme {cfg.scheme!r} lacks {missing[0]!r}")
+        replay = 0
+        if is_off_policy(scheme):
+            replay = check_replay(int(scheme.replay_capacity), cfg, task)
+            replay = 2 * replay if getattr(scheme, "save_replay", False) else 0  # checkpoint + previous
         if run is not None:
             n_params = sum(p.numel() for m in [*scheme.actors, getattr(scheme, "critic", None)]
                            if m is not None for p in m.parameters())
             # checkpoint + previous + best, each params and two Adam moments; metrics rows; headroom
-            run.check_space(9 * 4 * n_params + 600 * cfg.iterations + (1 << 20))
+            run.check_space(9 * 4 * n_params + 600 * cfg.iterations + replay + (1 << 20))
         thread_pools = limit_threads(cfg.threads)  # again: the task plugin may have loaded libraries of its own
     except BaseException:
         task.close()

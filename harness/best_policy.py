@@ -1,4 +1,5 @@
-"""The best policy of a run: the scheme state of its best evaluation so far (``best.pt``), and the
+"""The best policy of a run: the scheme's policy state (:func:`harness.scheme.policy_state`) at its
+best evaluation so far (``best.pt``), and the
 absolute metric, that policy re-evaluated at the end on more episodes (the marl-eval protocol).
 
 The absolute metric plays episodes that no evaluation played (the evaluations chose the best policy
@@ -13,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.results import RunDir
+from harness.scheme import load_policy_state, policy_state
 
 #: ``absolute.json``'s ``start_states``: the absolute metric's episodes are its own (runs made before it
 #: have no such key: their absolute metric re-played the evaluation episodes).
@@ -33,7 +35,7 @@ class BestPolicy:
         if self.best is not None and not eval_return > self.best[0]:
             return
         self.best = (float(eval_return), iteration, env_steps)
-        self.state = {"best": self.best, "scheme": copy.deepcopy(scheme.state_dict())}
+        self.state = {"best": self.best, "scheme": copy.deepcopy(policy_state(scheme))}
         if self.run is not None:
             self.run.save_best(self.state)
 
@@ -51,11 +53,11 @@ class BestPolicy:
         ``absolute.json`` in a run directory."""
         if self.state is None:
             return None
-        current = copy.deepcopy(scheme.state_dict())  # a copy: a state dict holds live tensors
-        scheme.load_state_dict(self.state["scheme"])
+        current = copy.deepcopy(policy_state(scheme))  # a copy: a state dict holds live tensors
+        load_policy_state(scheme, self.state["scheme"])
         weights_changed()
         returns = evaluate(episodes)
-        scheme.load_state_dict(current)
+        load_policy_state(scheme, current)
         weights_changed()
         best = self.state["best"]
         absolute = {"absolute_return": float(np.mean(returns)), "absolute_return_std": float(np.std(returns)),

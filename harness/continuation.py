@@ -27,6 +27,7 @@ from harness.config import TrainConfig, comparable, config_diff, config_digest
 from harness.errors import HarnessError
 from harness.plugins import file_sha256
 from harness.results import RunDir
+from harness.scheme import load_policy_state
 
 
 def extend_run(run_dir: str | Path, cfg: TrainConfig, accept_new_schedule: bool = False) -> bool:
@@ -87,7 +88,7 @@ def load_init(spec: str, scheme: Any) -> dict[str, Any]:
     except HarnessError as exc:
         raise HarnessError(f"init_from={spec!r}: {exc}") from None
     try:
-        scheme.load_state_dict(state["scheme"])
+        load_policy_state(scheme, state["scheme"])
     except Exception as exc:
         raise HarnessError(f"init_from={spec!r}: {path.name} does not fit this run's networks ({reason(exc)}); "
                            "start from a run of the same task, scheme and network sizes") from None

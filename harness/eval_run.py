@@ -23,6 +23,7 @@ from harness.config import build_config
 from harness.errors import HarnessError
 from harness.plugins import load_plugins
 from harness.results import RunDir
+from harness.scheme import load_policy_state
 from harness.stats import t_interval
 from harness.task_api import EVAL_STREAM
 from harness.tasks import make_task, split_task
@@ -63,7 +64,7 @@ def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = N
                       progress=False)
     try:
         state = load_policy(path)
-        trainer.scheme.load_state_dict(state["scheme"])
+        load_policy_state(trainer.scheme, state["scheme"])
     except HarnessError:
         trainer.close()
         raise

@@ -4,8 +4,9 @@ The sizes come from the task (built with one copy first when many are asked for,
 ``n_envs`` is refused before its copies are built). A rollout keeps, for ``rollout_length x n_envs`` steps, every agent's observation and next
 observation, action and log-probability, the global state and the state a step ended in, the reward
 and the episode flags (float32); the update adds the advantages and returns and the activations of
-one actor's forward and backward pass over the whole batch. A config whose estimate exceeds the
-memory available is refused with the figure, instead of failing (or swapping) mid-run.
+one actor's forward and backward pass over the whole batch; an off-policy scheme's replay buffer is
+added to it (:func:`check_replay`). A config whose estimate exceeds the memory available is refused
+with the figure, instead of failing (or swapping) mid-run.
 """
 
 from __future__ import annotations
@@ -65,6 +66,20 @@ def check_memory(cfg: Any, task: Any) -> None:
         raise HarnessError(f"this config needs about {_gib(need)} ({detail}; rollout_length={cfg.rollout_length}, "
                            f"n_envs={cfg.n_envs}, hidden_sizes={cfg.hidden_sizes}); this machine has {_gib(have)} "
                            "available: lower rollout_length, n_envs or hidden_sizes")
+
+
+def check_replay(capacity: int, cfg: Any, task: Any) -> int:
+    """Refuse an off-policy scheme's replay buffer of ``capacity`` transitions that cannot fit beside
+    the rest of the run (before it is allocated); return its bytes."""
+    from harness.replay import replay_bytes
+    buffer = replay_bytes(capacity, task.obs_dims, task.action_spaces, task.state_dim)
+    have = available_bytes()
+    need = buffer + sum(run_bytes(cfg, task).values())
+    if have is not None and need > have:
+        raise HarnessError(f"the replay buffer of {capacity:,} transitions needs about {_gib(buffer)} (the run "
+                           f"{_gib(need)} in all); this machine has {_gib(have)} available: lower the scheme's "
+                           "buffer size")
+    return buffer
 
 
 def _gib(n: int) -> str:

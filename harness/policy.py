@@ -6,7 +6,8 @@ videos, so all of them act alike. It gives a shared actor each agent's identity 
 (``builder.acting_policy(actors)``, rebuilt after every update), else through the actors themselves
 (CPU copies when updates run on another device, so acting never waits on a transfer), samples with
 its own seeded generator (saved in checkpoints), and clips continuous actions to each agent's box
-before they reach the task.
+before they reach the task. While an off-policy scheme warms up (``uniform``), training rollouts act
+uniformly at random instead.
 """
 
 from __future__ import annotations
@@ -30,15 +31,21 @@ class Policy:
         self.device = device
         # Sampling uses its own generator (its state is saved in checkpoints as ``act_rng``).
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+        self._spaces = list(action_spaces)
         self._bounds = [None if s.kind != "box" else (np.asarray(s.low, np.float32), np.asarray(s.high, np.float32))
                         for s in action_spaces]
         self._fast: Any = None
         self._cpu_copies: list[Any] | None = None
+        # True while an off-policy scheme warms up its replay buffer: training rollouts act uniformly at
+        # random over each agent's action space (evaluations always act with the policy).
+        self.uniform = False
 
     @torch.no_grad()
     def act(self, obs: list[np.ndarray], deterministic: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Every agent's actions and their log-probabilities (the policy's own, unclipped samples), without
         gradients (a network plugin's acting policy may use torch)."""
+        if self.uniform and not deterministic:
+            return self._uniform(len(obs[0]))
         inputs = getattr(self.scheme, "actor_inputs", None)
         if inputs is not None:
             obs = inputs(obs)
@@ -49,6 +56,13 @@ class Policy:
             return self._fast(obs, self.rng, deterministic)
         out = [actor.act(torch.from_numpy(o), deterministic=deterministic) for actor, o in zip(self._actors(), obs)]
         return [a.numpy() for a, _ in out], [lp.numpy() for _, lp in out]
+
+    def _uniform(self, rows: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Uniform random actions for ``rows`` copies (log-probabilities 0: not the policy's)."""
+        actions = [self.rng.integers(0, s.n, rows) if s.kind == "discrete"
+                   else self.rng.uniform(b[0], b[1], (rows, s.n)).astype(np.float32)
+                   for s, b in zip(self._spaces, self._bounds)]
+        return actions, [np.zeros(rows, np.float32) for _ in actions]
 
     def to_task(self, actions: list[np.ndarray]) -> list[np.ndarray]:
         """The actions a task receives: continuous ones clipped to the agent's box ``[low, high]``. One

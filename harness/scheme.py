@@ -50,6 +50,20 @@ def core_advantages(scheme: Any) -> bool:
     return True
 
 
+def policy_state(scheme: Any) -> dict[str, Any]:
+    """What acting needs of ``scheme`` (``best.pt``, the absolute metric): its ``policy_state_dict()``
+    where it has one (an off-policy scheme's actors without its critics' targets and optimisers), else
+    its whole ``state_dict()``."""
+    own = getattr(scheme, "policy_state_dict", None)
+    return own() if own is not None else scheme.state_dict()
+
+
+def load_policy_state(scheme: Any, state: dict[str, Any]) -> None:
+    """Load a :func:`policy_state` (or a whole state, which holds it) into ``scheme``."""
+    own = getattr(scheme, "load_policy_state_dict", None)
+    (own if own is not None else scheme.load_state_dict)(state)
+
+
 class OnPolicyScheme:
     """Actors (one group per agent by default), a centralised critic, and the PPO-style update."""
 

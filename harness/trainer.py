@@ -21,7 +21,6 @@ import numpy as np
 from harness import stopping
 from harness.advantage import critic_advantages
 from harness.assembly import assemble
-from harness.batch import Batch
 from harness.best_policy import BestPolicy
 from harness.checkpoint import capture_rng, restore_rng
 from harness.config import TrainConfig
@@ -30,6 +29,7 @@ from harness.errors import HarnessError, PluginError, describe, plugin_call
 from harness.evaluation import play_fixed_episodes
 from harness.plugins import Registries
 from harness.policy import Policy
+from harness.replay import ReplayFeed, is_off_policy
 from harness.results import RunDir
 from harness.rollout import Collector
 from harness.run_lock import RunLock
@@ -57,6 +57,8 @@ class Trainer:
         self.thread_pools = parts.thread_pools
         self.policy = Policy(self.scheme, self.builder, self.task.action_spaces, self.device, cfg.seed)
         self.rollout = Collector(self.task, self.policy, self.checker, cfg.rollout_length)
+        # An off-policy scheme learns from a replay buffer that every rollout fills (harness.replay).
+        self.replay = ReplayFeed(self.scheme, self.task) if is_off_policy(self.scheme) else None
         self._eval_tasks: dict[int, VecTask] = {}  # evaluation copies per episode stream, built when first used
         self.iteration = self.env_steps = 0
         self.best_policy = BestPolicy(self.run)
@@ -123,10 +125,14 @@ class Trainer:
             self.close()
 
     # -- the steps of an iteration -------------------------------------------------------------
-    def collect(self) -> tuple[Batch, list[float]]:
+    def collect(self) -> tuple[Any, list[float]]:
         """Run the policy for ``rollout_length`` steps in every copy: the batch (with advantages from the
-        scheme's V(state) critic, unless the scheme computes its own) and the returns of the episodes
-        that ended."""
+        scheme's V(state) critic, unless the scheme computes its own; for an off-policy scheme, its
+        replay buffer with the rollout added) and the returns of the episodes that ended."""
+        if self.replay is not None:
+            self.policy.uniform = not self.replay.warm()  # warm-up: random actions
+            rollout = self.rollout.collect()
+            return self.replay.add(rollout), rollout.episode_returns
         rollout = self.rollout.collect()
         if not core_advantages(self.scheme):
             return rollout.batch(), rollout.episode_returns
@@ -135,11 +141,17 @@ class Trainer:
                                                  self.cfg.gamma, self.cfg.gae_lambda, self.device)
         return rollout.batch(adv, ret, old_values), rollout.episode_returns
 
-    def _update(self, batch: Batch) -> dict[str, Any]:
-        """The scheme's update on the batch (on the run's device); a plugin that raises or returns
-        something else than a dict is named, a non-finite metric stops the run."""
+    def _update(self, batch: Any) -> dict[str, Any]:
+        """The scheme's update on the batch (on the run's device; an off-policy scheme's replay buffer,
+        once it is warm); a plugin that raises or returns something else than a dict is named, a
+        non-finite metric stops the run."""
+        if self.replay is not None:
+            if not self.replay.warm():
+                return {"replay_size": len(self.replay.buffer)}
+        elif self.device.type != "cpu":
+            batch = move_batch(batch, self.device)
         with plugin_call(f"plugin {self.scheme_plugin!r}: scheme {self.cfg.scheme!r} raised in update():"):
-            metrics = self.scheme.update(batch if self.device.type == "cpu" else move_batch(batch, self.device))
+            metrics = self.scheme.update(batch)
         if not isinstance(metrics, dict):
             raise PluginError(f"plugin {self.scheme_plugin!r}: scheme {self.cfg.scheme!r} update() returned "
                               f"{type(metrics).__name__}, expected a dict of metrics")
@@ -218,7 +230,7 @@ class Trainer:
         return {"config_digest": self.cfg.digest(), "iteration": self.iteration, "env_steps": self.env_steps,
                 "task_spec": self.task.spec(), "scheme": self.scheme.state_dict(), "rng": capture_rng(),
                 "act_rng": self.policy.rng.bit_generator.state, "episodes": self.task.episode_counters(),
-                **self.best_policy.checkpoint()}
+                **self.best_policy.checkpoint(), **(self.replay.checkpoint() if self.replay is not None else {})}
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         self.iteration = ckpt["iteration"]
@@ -227,6 +239,8 @@ class Trainer:
         restore_rng(ckpt["rng"])
         self.policy.rng.bit_generator.state = ckpt["act_rng"]
         self.best_policy.restore(ckpt)
+        if self.replay is not None and (note := self.replay.restore(ckpt)):
+            self.log(note)
         self.weights_changed()
         # Episodes restart at the saved episode numbers; a run checkpointed at an episode boundary
         # (MPE with rollout_length a multiple of the episode length) continues exactly.
