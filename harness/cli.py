@@ -234,9 +234,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_check_plugin(args: argparse.Namespace) -> int:
+    from harness.config import parse_set
     from harness.conformance import check_plugin
     from harness.plugins import load_plugins
-    checks = check_plugin(load_plugins(args.plugin), args.name)
+    checks = check_plugin(load_plugins(args.plugin), args.name, parse_set(args.set))
     for c in checks:
         print(c.line())
     failed = sum(not c.ok for c in checks)
@@ -338,6 +339,8 @@ def build_parser(help_wanted: bool = False) -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-plugin", help="run the conformance checks on a plugin's tasks, networks and schemes")
     p.add_argument("name", help="a plugin name (as `harness plugins` shows it) or one task family, network or scheme")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for the schemes' training checks, e.g. scheme.warmup_steps=50")
     _add_plugin_arg(p)
     p.set_defaults(func=cmd_check_plugin)
 

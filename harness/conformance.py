@@ -288,15 +288,31 @@ def check_network(regs: Registries, name: str) -> list[Check]:
 
 
 # -- schemes ----------------------------------------------------------------------------------------
-def check_scheme(regs: Registries, name: str) -> list[Check]:
+#: The action kinds a scheme is checked on (its ``action_kinds``, default both): the scheme task with
+#: discrete actions, and with continuous ones.
+KIND_OPTIONS = {"discrete": {}, "box": {"continuous": True}}
+
+
+def check_scheme(regs: Registries, name: str, overrides: list[tuple[str, Any]] = ()) -> list[Check]:
+    """The scheme checks on each action kind the scheme takes (``action_kinds``, default both), with
+    ``overrides`` (``check-plugin --set``, e.g. an off-policy scheme's ``scheme.warmup_steps``)."""
+    entry = regs.schemes.get(name)
+    kinds = getattr(entry.factory, "action_kinds", tuple(KIND_OPTIONS))
+    # the settings the scheme registered for a short check (``kit={...}``), then the caller's
+    own = list((entry.extra.get("kit") or {}).items())
+    return [c for kind in kinds for c in _check_scheme_on(regs, name, kind, own + list(overrides))]
+
+
+def _check_scheme_on(regs: Registries, name: str, kind: str, overrides: list[tuple[str, Any]]) -> list[Check]:
     from harness.trainer import Trainer
 
-    regs.schemes.get(name)
     c = _Collector("scheme", name)
     timing = {"steps_per_s", "collect_s", "update_s", "wall_s"}
+    env = KIND_OPTIONS[kind]
 
     def train(seed: int) -> tuple[list[dict], Any]:
-        cfg = build_config({**TINY, "scheme": name, "task": SCHEME_TASK, "seed": seed})
+        cfg = build_config(list({**TINY, "scheme": name, "task": SCHEME_TASK, "seed": seed, "env": env}.items())
+                           + overrides)
         trainer = Trainer(cfg, regs, None, progress=False)
         before = [p.detach().clone() for a in trainer.scheme.actors for p in a.parameters()]
         rows = trainer.run_training()
@@ -304,7 +320,8 @@ def check_scheme(regs: Registries, name: str) -> list[Check]:
         changed = any(not torch.equal(x, y) for x, y in zip(before, after))
         return [{k: v for k, v in r.items() if k not in timing} for r in rows], (changed, trainer)
 
-    out = c.run(f"trains {TINY['steps']} steps on {SCHEME_TASK} (heterogeneous agents)", lambda: train(1))
+    out = c.run(f"trains {TINY['steps']} steps on {SCHEME_TASK} (heterogeneous agents, {kind} actions)",
+                lambda: train(1))
     if out is None:
         return c.checks
     rows, (changed, trainer) = out
@@ -313,7 +330,10 @@ def check_scheme(regs: Registries, name: str) -> list[Check]:
         assert len(rows) == 1 + trainer.cfg.iterations, f"{len(rows)} metric rows for {trainer.cfg.iterations} iterations"
         for r in rows[1:]:
             for k, v in r.items():
-                if isinstance(v, float):
+                assert v is None or isinstance(v, (int, float, str, np.number)) and not isinstance(v, bool), \
+                    f"metric {k} is a {type(v).__name__} at iteration {r['iteration']}; return plain numbers " \
+                    "(a tensor's .item())"
+                if isinstance(v, (float, np.floating)):
                     assert math.isfinite(v), f"metric {k}={v} at iteration {r['iteration']}"
         assert all(r.get("eval_return") is not None for r in rows), "evaluation missing"
     c.run("returns finite metrics every iteration", metrics)
@@ -369,7 +389,9 @@ def components(regs: Registries, name: str) -> list[tuple[str, str]]:
     return out
 
 
-def check_plugin(regs: Registries, name: str) -> list[Check]:
-    """Checks for every component :func:`components` finds for ``name``."""
-    run = {"task": check_task, "network": check_network, "scheme": check_scheme}
+def check_plugin(regs: Registries, name: str, overrides: list[tuple[str, Any]] = ()) -> list[Check]:
+    """Checks for every component :func:`components` finds for ``name`` (schemes trained with
+    ``overrides``)."""
+    run = {"task": check_task, "network": check_network,
+           "scheme": lambda r, n: check_scheme(r, n, overrides)}
     return [c for kind, component in components(regs, name) for c in run[kind](regs, component)]

@@ -127,6 +127,7 @@ class HASAC:
 
     off_policy = True
     core_advantages = False  # no V(state) critic: the core computes no advantages
+    action_kinds = ("box",)   # the conformance kit checks it on box actions only
 
     def __init__(self, task: Any, builder: Any, config: Any) -> None:
         if any(s.kind != "box" for s in task.action_spaces):
@@ -275,4 +276,6 @@ class HASAC:
 @hookimpl
 def register_schemes(register):
     register("hasac", HASAC, options=OPTIONS,
+             # a conformance check trains 100 steps: warm up on 50, then a few small updates
+             kit={"scheme.warmup_steps": 50, "scheme.batch_size": 32, "scheme.update_per_train": 0.1},
              description="HASAC: sequential soft actor-critic from a replay buffer (box actions)")

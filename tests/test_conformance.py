@@ -161,3 +161,48 @@ def test_the_kit_catches_broken_plugins(tmp_path):
 def test_unknown_plugin_name(regs):
     with pytest.raises(HarnessError, match="no plugin, distribution or component named 'nope'; plugins: happo, hatrpo, mamujoco"):
         check_plugin(regs, "nope")
+
+
+TENSOR_METRICS = '''
+import torch
+from harness import hookimpl
+from harness_plugins.happo import HAPPO
+
+class TensorMetrics(HAPPO):
+    def update(self, batch):
+        metrics = super().update(batch)
+        metrics["policy_loss"] = torch.tensor(metrics["policy_loss"])  # a tensor, not its .item()
+        return metrics
+
+@hookimpl
+def register_schemes(register):
+    register("tensormetrics", TensorMetrics)
+'''
+
+
+def test_the_kit_catches_metrics_that_are_not_plain_numbers(tmp_path):
+    plugin = tmp_path / "tensors.py"
+    plugin.write_text(TENSOR_METRICS)
+    checks = {c.what: c for c in check_scheme(load_plugins([str(plugin)]), "tensormetrics")}
+    bad = checks["returns finite metrics every iteration"]
+    assert not bad.ok and "metric policy_loss is a Tensor" in bad.detail
+
+
+def test_schemes_are_checked_on_the_action_kinds_they_take(regs):
+    happo = [c.what for c in check_scheme(regs, "happo") if c.what.startswith("trains")]
+    assert happo == ["trains 100 steps on mpe/simple_speaker_listener (heterogeneous agents, discrete actions)",
+                     "trains 100 steps on mpe/simple_speaker_listener (heterogeneous agents, box actions)"]
+    hasac = [c.what for c in check_scheme(regs, "hasac") if c.what.startswith("trains")]
+    assert hasac == ["trains 100 steps on mpe/simple_speaker_listener (heterogeneous agents, box actions)"]
+
+
+def test_check_plugin_passes_settings_to_the_schemes_checks():
+    """An off-policy scheme's warm-up longer than the check's 100 steps means no update: --set reaches it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    harness = str(Path(sys.executable).with_name("harness"))
+    out = subprocess.run([harness, "check-plugin", "hasac", "--set", "scheme.warmup_steps=10000"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1
+    assert "FAIL  scheme hasac: changes the actors' parameters" in out.stdout
