@@ -249,7 +249,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from harness.plot import plot_results
     from harness.plugins import load_plugins
     regs = load_plugins(args.plugin) if args.plugin else None
-    files = plot_results(args.results, args.out, allow_mixed=args.allow_mixed, regs=regs)
+    files = plot_results(args.results, args.out, allow_mixed=args.allow_mixed, regs=regs, x_axis=args.x)
     for f in files:
         print(f)
     return 0
@@ -347,6 +347,8 @@ def build_parser(help_wanted: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="draw comparison figures and tables from a results directory")
     p.add_argument("results", help="results directory (searched recursively for runs)")
     p.add_argument("--out", help="where to write figures and tables (default <results>/plots)")
+    p.add_argument("--x", choices=("steps", "wall"), default="steps",
+                   help="draw the curves against environment steps (default) or training time")
     p.add_argument("--allow-mixed", action="store_true",
                    help="average runs even when their environment package versions or configs differ, and compare "
                         "schemes evaluated under different protocols or budgets")

@@ -36,7 +36,12 @@ def _steps_label(x: float, _pos: Any = None) -> str:
     return f"{x:g}"
 
 
-def align_steps(df: pd.DataFrame) -> pd.DataFrame:
+#: ``plot --x``: what the curves are drawn against, the column and the axis label.
+X_AXES = {"steps": ("env_steps", "environment steps"),
+          "wall": ("train_s", "training time, s (collection and updates; evaluations left out)")}
+
+
+def align_steps(df: pd.DataFrame, x: str = "env_steps") -> pd.DataFrame:
     """Put the seeds of a (task, scheme) on shared evaluation steps where they disagree.
 
     seaborn averages runs at equal x values only; seeds that evaluated at different steps would
@@ -47,19 +52,19 @@ def align_steps(df: pd.DataFrame) -> pd.DataFrame:
     """
     parts = []
     for _, group in df.groupby(["task", "scheme"], sort=False):
-        runs = dict(tuple(group.sort_values("env_steps").groupby("run_dir", sort=False)))
-        if len({tuple(r["env_steps"]) for r in runs.values()}) > 1:
-            grid = max(runs.values(), key=len)["env_steps"].to_numpy()
-            group = pd.concat([_interpolate_run(r, grid) for r in runs.values()], ignore_index=True)
+        runs = dict(tuple(group.sort_values(x).groupby("run_dir", sort=False)))
+        if len({tuple(r[x]) for r in runs.values()}) > 1:
+            grid = max(runs.values(), key=len)[x].to_numpy()
+            group = pd.concat([_interpolate_run(r, grid, x) for r in runs.values()], ignore_index=True)
         parts.append(group)
     return pd.concat(parts, ignore_index=True)
 
 
-def _interpolate_run(run: pd.DataFrame, grid: np.ndarray) -> pd.DataFrame:
-    steps, returns = run["env_steps"].to_numpy(), run["eval_return"].to_numpy()
+def _interpolate_run(run: pd.DataFrame, grid: np.ndarray, x: str = "env_steps") -> pd.DataFrame:
+    steps, returns = run[x].to_numpy(), run["eval_return"].to_numpy()
     keep = grid[(grid >= steps.min()) & (grid <= steps.max())]
-    out = pd.DataFrame({"env_steps": keep, "eval_return": np.interp(keep, steps, returns)})
-    for column in run.columns.drop(["env_steps", "eval_return"]):
+    out = pd.DataFrame({x: keep, "eval_return": np.interp(keep, steps, returns)})
+    for column in run.columns.drop([x, "eval_return"]):
         out[column] = run[column].iloc[0]
     return out
 
@@ -82,16 +87,17 @@ def _col_wrap(n_tasks: int) -> int | None:
     return None if n_tasks <= 4 else 4
 
 
-def _plot_curves(df: pd.DataFrame, palette: dict[str, Any], out_dir: Path) -> list[Path]:
+def _plot_curves(df: pd.DataFrame, palette: dict[str, Any], out_dir: Path, x_axis: str = "steps") -> list[Path]:
     import seaborn as sns
     from matplotlib.ticker import FuncFormatter
     tasks = sorted(df["task"].unique())
-    grid = sns.relplot(data=align_steps(df), x="env_steps", y="eval_return", hue="scheme", col="task",
+    x, label = X_AXES[x_axis]
+    grid = sns.relplot(data=align_steps(df, x), x=x, y="eval_return", hue="scheme", col="task",
                        kind="line", errorbar=t_interval, palette=palette,
                        hue_order=list(palette), col_order=tasks, col_wrap=_col_wrap(len(tasks)),
                        height=3.6, aspect=1.3, facet_kws={"sharey": False, "sharex": False})
     grid.set_titles(col_template="{col_name}")
-    grid.set_axis_labels("environment steps", "evaluation return")
+    grid.set_axis_labels(label, "evaluation return")
     for ax in grid.axes.flat:
         ax.xaxis.set_major_formatter(FuncFormatter(_steps_label))
     grid.figure.suptitle(f"Evaluation return during training (mean over seeds, band: {T_NOTE}; none where one seed)",
@@ -204,10 +210,12 @@ def _interval_rows(ax: Any, labels: list[str], values: Any, lows: Any, highs: An
 # -- entry point -------------------------------------------------------------------------------
 
 def plot_results(root: str | Path, out_dir: str | Path | None = None, allow_mixed: bool = False,
-                 references: References | None = None, regs: Any = None) -> list[Path]:
+                 references: References | None = None, regs: Any = None, x_axis: str = "steps") -> list[Path]:
     """Write comparison figures and tables for the results tree at ``root``.
 
-    Writes to ``out_dir`` (default ``<root>/plots``): ``curves``, ``final`` and ``aggregate`` figures
+    Writes to ``out_dir`` (default ``<root>/plots``): ``curves`` (against environment steps, or with
+    ``x_axis="wall"`` against training time: off-policy and on-policy schemes spend compute per step
+    very differently), ``final`` and ``aggregate`` figures
     as PNG and PDF (``tuning`` too for a tuned suite), and the tables of :func:`harness.tables.write_tables`.
     Scores are normalised by ``references`` (``{task: {"floor", "floor_note", "ceiling",
     "ceiling_note"}}``); when None, by :func:`harness.references.tree_references` of the tree, with the
@@ -236,7 +244,7 @@ def plot_results(root: str | Path, out_dir: str | Path | None = None, allow_mixe
     written: list[Path] = []
     palette = _palette(sorted(df["scheme"].unique()))
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
-        written += _plot_curves(df, palette, out)
+        written += _plot_curves(df, palette, out, x_axis)
         written += _plot_final(df, tables.summary, palette, out)
         written += _plot_aggregate(tables, palette, out)
         written += _plot_attribution(tables, out)

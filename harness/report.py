@@ -104,8 +104,11 @@ def _load_run(path: Path) -> pd.DataFrame | None:
         warnings.warn(f"skipping {path}: no seed in config.json or in the directory name", stacklevel=3)
         return None
     # RunDir.rows drops a partial last line, so a run that is still being written can be read.
-    rows = pd.DataFrame(run.rows(), columns=["env_steps", "eval_return", "eval_returns"])
+    rows = pd.DataFrame(run.rows(), columns=["env_steps", "eval_return", "eval_returns", "collect_s", "update_s"])
     rows["eval_returns"] = rows["eval_returns"].fillna("")
+    # training time so far: collection and updates of every iteration (evaluations and restarts not counted)
+    spent = [pd.to_numeric(rows[c], errors="coerce").fillna(0.0) for c in ("collect_s", "update_s")]
+    rows["train_s"] = (spent[0] + spent[1]).cumsum()
     rows["env_steps"] = pd.to_numeric(rows["env_steps"], errors="coerce")
     rows["eval_return"] = pd.to_numeric(rows["eval_return"], errors="coerce")
     rows = rows.dropna(subset=["env_steps", "eval_return"])
@@ -116,7 +119,8 @@ def _load_run(path: Path) -> pd.DataFrame | None:
     for key, value in meta.items():
         rows[key] = value
     rows["absolute_return"], rows["absolute_replayed"] = _absolute_return(run)
-    return rows[_RUN_COLUMNS + ["env_steps", "eval_return", "eval_returns", "absolute_return", "absolute_replayed"]]
+    return rows[_RUN_COLUMNS + ["env_steps", "train_s", "eval_return", "eval_returns", "absolute_return",
+                                "absolute_replayed"]]
 
 
 def _absolute_return(run: RunDir) -> tuple[float, bool]:
@@ -175,7 +179,7 @@ def final_scores(df: pd.DataFrame) -> pd.DataFrame:
     keys = [c for c in _RUN_COLUMNS if c in df.columns]
     last = df.sort_values("env_steps", kind="stable").groupby(keys, sort=True).tail(1)
     out = last.rename(columns={"eval_return": "final_return"})
-    extra = [c for c in ("absolute_return", "absolute_replayed") if c in out.columns]
+    extra = [c for c in ("absolute_return", "absolute_replayed", "train_s") if c in out.columns]
     return out[keys + ["env_steps", "final_return"] + extra].sort_values(["task", "scheme", "seed"]).reset_index(drop=True)
 
 
@@ -208,6 +212,7 @@ def summarise(df: pd.DataFrame, allow_mixed: bool = False, references: Reference
     The final score of a run is its eval_return at its last evaluation. Returns columns ``task``,
     ``scheme``, ``n_seeds`` (runs actually found), ``final_env_steps`` (the step of the last
     evaluation; the smallest one, with a warning, when the seeds stop at different steps),
+    ``train_s`` (the runs' mean training time to it, collection and updates, in seconds),
     ``mean`` (over seeds) and ``ci_low``/``ci_high`` (the 95% t-interval over seeds; NaN with one
     seed), ``interval_note`` (what that interval rests on, :func:`harness.verdicts.interval_note`),
     the absolute metric likewise, and from ``references``: ``floor``, ``above_floor`` (mean - floor),
@@ -227,7 +232,8 @@ def summarise(df: pd.DataFrame, allow_mixed: bool = False, references: Reference
         row = {"task": task, "scheme": scheme, "n_seeds": len(group), "final_env_steps": int(steps.min()),
                "mean": float(finals.mean()), "ci_low": low, "ci_high": high, "interval_note": interval_note(len(finals)),
                "n_absolute": 0, "absolute_mean": np.nan, "absolute_ci_low": np.nan, "absolute_ci_high": np.nan,
-               "n_absolute_replayed": 0}
+               "n_absolute_replayed": 0,
+               "train_s": float(group["train_s"].mean()) if "train_s" in group else np.nan}
         if "absolute_return" in group:
             absolute = group["absolute_return"].dropna().to_numpy()
             if len(absolute):
@@ -249,7 +255,7 @@ def summarise(df: pd.DataFrame, allow_mixed: bool = False, references: Reference
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-SUMMARY_COLUMNS = ["task", "scheme", "n_seeds", "final_env_steps", "mean", "ci_low", "ci_high", "interval_note",
+SUMMARY_COLUMNS = ["task", "scheme", "n_seeds", "final_env_steps", "train_s", "mean", "ci_low", "ci_high", "interval_note",
                    "n_absolute", "absolute_mean", "absolute_ci_low", "absolute_ci_high", "n_absolute_replayed",
                    "floor", "above_floor",
                    "ceiling", "normalised_mean", "normalised_ci_low", "normalised_ci_high", "floor_note",

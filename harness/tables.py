@@ -96,6 +96,13 @@ def _interval(mean: float, low: float, high: float, fmt: Any = _fmt) -> str:
     return fmt(mean) if math.isnan(low) else f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
 
 
+def _duration(seconds: float) -> str:
+    """A run's mean training time (collection and updates), as ``42 s``, ``12.5 min`` or ``3.1 h``."""
+    if not isinstance(seconds, (int, float)) or math.isnan(seconds):
+        return "-"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
@@ -115,7 +122,9 @@ def _per_task(tables: Tables) -> list[str]:
     summary = tables.summary
     absolute = bool((summary["n_absolute"] > 0).any())
     lines = ["# Results", "",
-             "Final score of a run: its evaluation return at its last evaluation. Per task and scheme: the mean "
+             "Final score of a run: its evaluation return at its last evaluation; training time: the runs' mean "
+             "time collecting and updating up to it (evaluations left out; `harness plot --x wall` draws the curves "
+             "against it). Per task and scheme: the mean "
              f"over seeds with a {T_NOTE} (Student t, n - 1 degrees of freedom; none for one seed). "
              f"The t-interval is what it claims under one assumption: {coverage_sentence()}. Rows with fewer "
              f"than {FEW_SEEDS} seeds, too few to see whether the returns are skewed, say so.", "",
@@ -123,9 +132,10 @@ def _per_task(tables: Tables) -> list[str]:
              "start states and reference a published reference return (both in the table of references below); "
              "a task without a reference return shows its return above random only.", ""]
     lines += _table(
-        ["task", "scheme", "seeds", "env steps", f"final eval return mean [{T_NOTE}]", "mean - random",
+        ["task", "scheme", "seeds", "env steps", "training time", f"final eval return mean [{T_NOTE}]", "mean - random",
          "normalised mean [95% t-interval]", "interval"] + (["absolute metric mean [95% t-interval]"] if absolute else []),
-        [[r.task, r.scheme, str(r.n_seeds), str(r.final_env_steps), _interval(r.mean, r.ci_low, r.ci_high),
+        [[r.task, r.scheme, str(r.n_seeds), str(r.final_env_steps), _duration(r.train_s),
+          _interval(r.mean, r.ci_low, r.ci_high),
           "-" if math.isnan(r.above_floor) else f"{r.above_floor:+.4g}",
           _interval(r.normalised_mean, r.normalised_ci_low, r.normalised_ci_high, lambda x: f"{x:.3f}"),
           r.interval_note or "t, n - 1 df"]

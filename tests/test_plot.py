@@ -288,3 +288,23 @@ def test_config_hash_ignores_keys_added_later_at_their_defaults() -> None:
     assert config_hash(old) == config_hash(new)
     assert config_hash({**new, "scheme_options": {"kl_threshold": 0.02}}) != config_hash(new)
     assert config_hash({**new, "seed": 7, "loggers": ["tensorboard"]}) == config_hash(new)
+
+
+def test_training_time_is_the_sum_of_collection_and_updates(tmp_path: Path) -> None:
+    """train_s at an evaluation: every iteration's collect_s + update_s up to it (the rows without an
+    evaluation counted too); the summary's train_s is the runs' mean at their last evaluation; the
+    curves can be drawn against it."""
+    for seed, unit in ((1, 1.0), (2, 3.0)):
+        run = RunDir(tmp_path / "t" / "happo" / f"seed_{seed}")
+        run.prepare()
+        run.write_config({"config": {"task": "t", "scheme": "happo", "seed": seed, "steps": 30},
+                          "config_digest": "d", "seed": seed, "versions": VERSIONS})
+        for i in range(4):  # evaluations at iterations 0 and 3; 0.25 + 0.75 = 1 unit per iteration
+            run.append_row({"iteration": i, "env_steps": 10 * i, "collect_s": None if i == 0 else 0.25 * unit,
+                            "update_s": None if i == 0 else 0.75 * unit, "eval_return": -1.0 if i in (0, 3) else None})
+    df = load_runs(tmp_path)
+    assert sorted(df[df["env_steps"] == 30]["train_s"]) == [3.0, 9.0] and set(df[df["env_steps"] == 0]["train_s"]) == {0.0}
+    assert summarise(df)["train_s"].tolist() == [6.0]
+    files = plot_results(tmp_path, tmp_path / "plots", x_axis="wall", references={})
+    assert tmp_path / "plots" / "curves.png" in files
+    assert "training time" in (tmp_path / "plots" / "summary.md").read_text()
