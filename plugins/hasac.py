@@ -7,19 +7,22 @@ iteration makes ``scheme.update_per_train x rollout_length`` gradient updates (H
 ``update_per_train x train_interval``), each on ``scheme.batch_size`` transitions with
 ``scheme.n_step``-step returns:
 
-* **critic**: twin soft Q(state, joint action), Huber loss (``huber_delta``) to the target
+* **critic**: twin soft Q(state, joint action), Huber loss (``huber_delta``; the squared error with
+  ``scheme.huber = false``) to the target
   ``r_n + gamma^k (1 - terminated) (min Q'(s', a') - alpha * sum_i log pi_i(a'_i | o'_i))`` with
   ``a'`` sampled from the current actors at the next observations and ``Q'`` the Polyak-averaged
   target critics (``scheme.polyak``); with ``value_norm`` the targets are normalised as HARL's are;
 * **actors**, one after another in a random order (``fixed_order``: index order): agent ``i``
   maximises ``min Q(s, a) - alpha_i log pi_i(a_i | o_i)`` where ``a`` holds the fresh actions of the
   agents updated before it, ``a_i`` re-sampled with gradients, and the others' current samples;
-* **temperature**: fixed ``scheme.alpha``, or learnt per agent with ``scheme.auto_alpha`` (target
+* **temperature**: fixed ``scheme.alpha``, or learnt per agent with ``scheme.auto_alpha`` (from 1, target
   entropy ``-act_dim``), the critic's on the joint entropy.
 
 Actors are squashed Gaussians (tanh of a Gaussian with state-dependent log std in [-20, 2], scaled
-to the box), for box actions. Defaults are HARL's ``hasac.yaml``; its MaMuJoCo runs also use
-``rollout_length = 50`` and ``hidden_sizes = [256, 256]`` (set them in the run's config). The replay
+to the box), for box actions. Defaults are HARL's ``hasac.yaml``; its runs also use
+``rollout_length = 50`` (its ``train_interval``) and ``hidden_sizes = [256, 256]`` (set them in the run's
+config; ``tuned = true`` does for the tasks whose tuned HASAC settings ``plugins/mamujoco_tuned.toml``
+holds). The replay
 buffer is not kept in checkpoints unless ``scheme.save_replay = true`` (HARL keeps none): a resumed
 run then warms up an empty buffer again and says so. ``best.pt`` holds the actors only.
 """
@@ -49,9 +52,10 @@ OPTIONS = {
     "update_per_train": Option(float, 1.0, "gradient updates per env step of each copy (HARL's update_per_train)"),
     "n_step": Option(int, 20, "steps folded into each sampled return"),
     "polyak": Option(float, 0.005, "target critics: weight of the new critic in each Polyak average"),
-    "alpha": Option(float, 0.001, "entropy temperature (its start value with auto_alpha)"),
+    "alpha": Option(float, 0.001, "entropy temperature (with auto_alpha unused: learnt from 1, as HARL)"),
     "auto_alpha": Option(bool, False, "learn each agent's temperature towards the target entropy -act_dim"),
     "alpha_lr": Option(float, 3e-4, "learning rate of the temperatures"),
+    "huber": Option(bool, True, "critic loss: Huber (huber_delta), or the squared error (HARL's use_huber_loss)"),
     "save_replay": Option(bool, False, "keep the replay buffer in checkpoints (exact resume; HARL keeps none)"),
 }
 
@@ -143,7 +147,7 @@ class HASAC:
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.target_entropy = [-float(s.n) for s in task.action_spaces]
-        start = math.log(opts["alpha"])
+        start = 0.0 if opts["auto_alpha"] else math.log(opts["alpha"])  # learnt: from alpha = 1, as HARL
         self.log_alpha = [torch.tensor([start], requires_grad=True) for _ in range(self.n_agents + 1)]  # agents, critic
         self.alpha_optimizers = [torch.optim.Adam([la], lr=opts["alpha_lr"]) for la in self.log_alpha]
         self.value_norm = ValueNorm() if config.value_norm else None
@@ -179,8 +183,11 @@ class HASAC:
                 self.value_norm.update(target)
                 target = self.value_norm.normalize(target)
         q1, q2 = self.critic(b.states, torch.cat(b.actions, dim=-1))
-        delta = self.cfg.huber_delta
-        loss = F.huber_loss(q1, target, delta=delta) + F.huber_loss(q2, target, delta=delta)
+        if self.opts["huber"]:
+            delta = self.cfg.huber_delta
+            loss = F.huber_loss(q1, target, delta=delta) + F.huber_loss(q2, target, delta=delta)
+        else:
+            loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_optimizer.step()
