@@ -59,7 +59,7 @@ BROKEN = "import no_such_module_xyz\n"
 
 @pytest.mark.parametrize("args,needle", [
     (["train", "--task", "mpe/simple_tag"], "unknown task 'mpe/simple_tag'"),
-    (["train", "--scheme", "hapo"], "unknown scheme 'hapo'; known: happo, hatrpo, mappo"),
+    (["train", "--scheme", "hapo"], "unknown scheme 'hapo'; known: happo, hasac, hatrpo, mappo"),
     (["train", "--set", "learning_rate=1"], "unknown option 'learning_rate'"),
     (["train", "--set", "lr=fast"], "lr='fast' is not a number"),
     (["train", "--set", "n_envs=2.5"], "n_envs='2.5' is not an integer"),
