@@ -55,13 +55,14 @@ def open_run_dir(trainer: Any) -> bool:
         raise HarnessError(f"{str(run.path)!r} has checkpoints but no config.json, so it cannot be checked "
                            "that they belong to this run; restore config.json or use another --out")
     ckpt = resume_from(run, accepted_digests(old, cfg.digest()), trainer.task.spec(), trainer.restore)
-    if extended is not None:
-        if ckpt is None:
-            raise HarnessError(f"--extend: {str(run.path)!r} has no checkpoint to continue from")
-        run.done_file.unlink(missing_ok=True)  # first: a stop before config.json is written leaves the old run
-        trainer.log(f"extending {run.path} to {cfg.steps} steps")
+    if extended is not None and ckpt is None:
+        raise HarnessError(f"--extend: {str(run.path)!r} has no checkpoint to continue from")
     if ckpt is not None:
-        run.keep_rows_up_to(trainer.iteration)
+        run.keep_rows_up_to(trainer.iteration)  # the last check (rows missing before the checkpoint)
+        if extended is not None:
+            # Before config.json: a process stopped in between leaves the old run, unfinished, to resume.
+            run.done_file.unlink(missing_ok=True)
+            trainer.log(f"extending {run.path} to {cfg.steps} steps")
         # Where each resumed part of the run trained (the first part is config.json's placement).
         old["resumes"] = [*old.get("resumes", []), {"iteration": trainer.iteration, "device": str(trainer.device),
                                                       "thread_pools": trainer.thread_pools,
