@@ -91,10 +91,3 @@ def read_text(path: str | Path, kind: str = "json") -> str:
     """:func:`read_bytes` decoded as UTF-8 (a :class:`UnicodeDecodeError` passes on to the caller)."""
     return read_bytes(path, kind).decode("utf-8")
 
-
-def is_regular(path: str | Path) -> bool:
-    """Whether ``path`` (links followed) is a regular file; never opens it."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False

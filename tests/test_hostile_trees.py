@@ -135,7 +135,7 @@ def test_rerun_changed_moves_nothing_while_a_run_is_locked(tmp_path):
 
 # -- 3: a refused --extend leaves the run as it was ---------------------------------------------
 
-@pytest.mark.parametrize("case", ["device", "foreign", "schedule"])
+@pytest.mark.parametrize("case", ["device", "foreign"])
 def test_a_refused_extension_leaves_the_run_byte_identical(trained, tmp_path, case):
     run = copy_run(trained, tmp_path / "run")
     extra: list[str] = []
@@ -143,37 +143,27 @@ def test_a_refused_extension_leaves_the_run_byte_identical(trained, tmp_path, ca
         if torch.cuda.is_available():
             pytest.skip("this machine has CUDA: device=cuda is not refused here")
         extra = ["--set", "device=cuda"]
-    elif case == "foreign":  # checkpoints of another run (another lr) in place of the run's own
+    else:  # checkpoints of another run (another lr) in place of the run's own
         other = tmp_path / "other"
         assert train(other, 200, "--set", "lr=0.001").returncode == 0
         for name in ("checkpoint.pt", "checkpoint.prev.pt"):
             (run / name).unlink(missing_ok=True)
             if (other / name).exists():
                 shutil.copy(other / name, run / name)
-    else:
-        extra = ["--set", "lr_decay=true"]
-        shutil.rmtree(run)
-        assert train(run, 200, *extra).returncode == 0
     before = snapshot(run)
     line = one_error(train(run, 400, "--extend", *extra))
-    assert {"device": "device='cuda'", "foreign": "belongs to another config",
-            "schedule": "--accept-new-schedule"}[case] in line
+    assert {"device": "device='cuda'", "foreign": "belongs to another config"}[case] in line
     assert snapshot(run) == before
     # The original command still works (the run is finished), and leaves the run as it was too.
-    res = train(run, 200, *([] if case == "device" else extra))
+    res = train(run, 200)
     assert res.returncode == 0, res.stderr
     assert snapshot(run) == before
-
-
-def test_an_extension_still_works_after_a_refused_one(trained, tmp_path):
-    run = copy_run(trained, tmp_path / "run")
-    if not torch.cuda.is_available():
-        one_error(train(run, 400, "--extend", "--set", "device=cuda"))
-    res = train(run, 400, "--extend")
-    assert res.returncode == 0, res.stderr
-    record = json.loads((run / "config.json").read_text())
-    assert record["config"]["steps"] == 400 and (run / "DONE").exists()
-    assert [(e["from_steps"], e["to_steps"]) for e in record["extended"]] == [(200, 400)]
+    if case == "device":  # and so does the extension, on a device this machine has
+        res = train(run, 400, "--extend")
+        assert res.returncode == 0, res.stderr
+        record = json.loads((run / "config.json").read_text())
+        assert record["config"]["steps"] == 400 and (run / "DONE").exists()
+        assert [(e["from_steps"], e["to_steps"]) for e in record["extended"]] == [(200, 400)]
 
 
 # -- 7: FIFOs and links to devices in a results tree ---------------------------------------------
@@ -200,7 +190,7 @@ def test_eval_refuses_a_fifo_or_a_device_in_one_line(trained, tmp_path, name, ki
 @pytest.mark.parametrize("name, kind, message", [
     ("metrics.csv", "fifo", "a FIFO (named pipe)"),
     ("metrics.csv", "zero", "is a character device"),
-    ("checkpoint.pt", "zero", "every checkpoint in"),
+    ("checkpoint.pt", "zero", "(a link to '/dev/zero') is a character device"),
     (".lock", "fifo", "is not a regular file; remove it"),
 ])
 def test_a_resume_refuses_a_fifo_or_a_device_in_one_line(trained, tmp_path, name, kind, message):
