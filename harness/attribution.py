@@ -29,6 +29,7 @@ import pandas as pd
 
 from harness.config import need
 from harness.errors import HarnessError
+from harness.safe_files import read_text
 from harness.stats import probability_of_improvement, welch_interval
 from harness.verdicts import needed_text, verdict
 
@@ -81,7 +82,7 @@ def read_rungs(root: Path) -> list[Rung]:
     if not path.is_file():
         return []
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path))
         return [Rung(str(r["before"]), str(r["after"]), str(r["isolates"])) for r in data]
     except (ValueError, TypeError, KeyError) as exc:
         raise HarnessError(f"{path}: not a list of rungs ({exc}); re-run the suite to rewrite it") from None

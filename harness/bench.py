@@ -47,6 +47,7 @@ from harness.errors import describe as describe_error
 from harness.executor import Executor, Job, make_executor
 from harness.plugins import Registries, load_plugins
 from harness.results import RunDir, check_writable
+from harness.run_lock import RunLock
 from harness.scheme_config import resolved
 from harness.tasks import make_task, split_task
 from harness.tracking import check_loggers
@@ -278,13 +279,27 @@ def check_changed(suite: Suite, rerun_changed: bool = False) -> list[Path]:
                            "pass --rerun-changed to move such runs aside and train them afresh, or use another --out")
     out: Path = suite.out  # type: ignore[attr-defined]
     aside = out / ".replaced" / time.strftime("%Y%m%dT%H%M%S")
-    moved = []
-    for spec, detail in changed:
-        target = aside / spec.out.relative_to(out) if spec.out.is_relative_to(out) else aside / spec.out.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        spec.out.rename(target)
-        print(f"moved {spec.out} ({detail}) to {target}", file=sys.stderr)
-        moved.append(target)
+    locks: list[RunLock] = []
+    try:
+        # Every run to move is locked first: one that another process is writing stops the moves
+        # before any is made, and no writer can start on a run while it is being moved.
+        for spec, _ in changed:
+            lock = RunLock(spec.out)
+            try:
+                lock.acquire(wait_s=0)
+            except HarnessError as exc:
+                raise HarnessError(f"--rerun-changed moved nothing: {exc}") from None
+            locks.append(lock)
+        moved = []
+        for spec, detail in changed:
+            target = aside / spec.out.relative_to(out) if spec.out.is_relative_to(out) else aside / spec.out.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            spec.out.rename(target)
+            print(f"moved {spec.out} ({detail}) to {target}", file=sys.stderr)
+            moved.append(target)
+    finally:
+        for lock in locks:
+            lock.release()
     return moved
 
 

@@ -11,6 +11,7 @@ one-line error names the files and the reasons.
 
 from __future__ import annotations
 
+import io
 import random
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 
 from harness.errors import HarnessError
 from harness.results import RunDir
+from harness.safe_files import UnsafeFile, read_bytes
 
 
 def capture_rng() -> dict[str, Any]:
@@ -45,7 +47,7 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def load_file(path: Any) -> dict[str, Any]:
     """Load one checkpoint file without executing anything it holds."""
-    state = torch.load(path, weights_only=True, map_location="cpu")
+    state = torch.load(io.BytesIO(read_bytes(path, "checkpoint")), weights_only=True, map_location="cpu")
     if not isinstance(state, dict) or "iteration" not in state:
         raise ValueError("not a harness checkpoint")
     return state
@@ -55,7 +57,11 @@ def load_policy(path: Path) -> dict[str, Any]:
     """A ``best.pt`` or ``checkpoint.pt`` (anything holding a scheme state) loaded without running code;
     a file that is not one is a one-line error (never a hint to load it unsafely)."""
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        data = read_bytes(path, "checkpoint")  # a FIFO, a device or a huge file: a one-line error of its own
+    except OSError as exc:
+        raise HarnessError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    try:
+        state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except Exception as exc:
         raise HarnessError(f"{path} is not a harness checkpoint ({reason(exc)})") from None
     if not isinstance(state, dict) or not isinstance(state.get("scheme"), dict):
@@ -91,7 +97,7 @@ def resume_from(run: RunDir, config_digest: str | set[str], task_spec: dict[str,
                 raise ValueError("it was made for another task (its task spec differs from this run's)")
             apply(state)
         except Exception as exc:  # any failure: fall back to the previous checkpoint
-            failures.append(f"{path.name} ({reason(exc)})")
+            failures.append(f"{path.name} ({exc if isinstance(exc, UnsafeFile) else reason(exc)})")
             continue
         if failures:
             print(f"harness: warning: {run.path}: passed over {failures[0]}; resuming from {path.name} "

@@ -130,20 +130,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("results") / "train" / cfg.task / cfg.scheme / f"seed_{cfg.seed}"
     if args.accept_new_schedule and not args.extend:
         raise HarnessError("--accept-new-schedule goes with --extend")
-    if args.extend:
-        from harness.continuation import extend_run
-        if not out.is_dir():
-            raise HarnessError(f"--extend: there is no run in {str(out)!r} (the directory does not exist)")
-        from harness.run_lock import RunLock
-        lock = RunLock(out)  # no other writer while config.json changes
-        lock.acquire()
-        try:
-            extended = extend_run(out, run_cfg, args.accept_new_schedule)
-        finally:
-            lock.release()
-        if extended and not args.quiet:
-            print(f"extending {out} to {cfg.steps} steps", file=sys.stderr)
-    trainer = Trainer(cfg, regs, out, progress=not args.quiet)
+    if args.extend and not out.is_dir():
+        raise HarnessError(f"--extend: there is no run in {str(out)!r} (the directory does not exist)")
+    # With --extend, the run directory changes only once every check has passed (harness.run_setup).
+    trainer = Trainer(cfg, regs, out, progress=not args.quiet, extend=args.extend,
+                      accept_new_schedule=args.accept_new_schedule)
     trainer.run_training()
     from harness.results import RunDir
     # The whole run's evaluations, whether this call started it or resumed it.

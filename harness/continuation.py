@@ -1,11 +1,13 @@
 """Continuing training beyond one run: extending a finished run to a larger budget, and starting a
 new run from another run's policy.
 
-* :func:`extend_run` (``harness train ... --steps N --extend``): the run directory's config must equal
+* :func:`extension` (``harness train ... --steps N --extend``): the run directory's config must equal
   the asked one but for ``steps`` (larger). Its ``config.json`` takes the new config and digest and
   lists the extension under ``extended`` (old steps and digest, time); ``DONE`` goes; the run then
   resumes from its last checkpoint, whose recorded digest is accepted because it is an earlier
-  digest of the same run. With ``lr_decay`` the schedule spans the whole budget, so an extension
+  digest of the same run. :func:`extension` only checks and returns the record to write: the
+  trainer writes it once every check has passed (its device, its checkpoints), so a refused
+  extension leaves the run directory as it was. With ``lr_decay`` the schedule spans the whole budget, so an extension
   would make the learning rate jump back up: refused unless the user accepts the new schedule
   (``--accept-new-schedule``: from the resumed iteration, the fraction ``1 - iteration / iterations``
   of the new budget).
@@ -30,8 +32,9 @@ from harness.results import RunDir
 from harness.scheme import load_policy_state
 
 
-def extend_run(run_dir: str | Path, cfg: TrainConfig, accept_new_schedule: bool = False) -> bool:
-    """Prepare ``run_dir`` to continue to ``cfg.steps``; False when it already holds that budget."""
+def extension(run_dir: str | Path, cfg: TrainConfig, accept_new_schedule: bool = False) -> dict[str, Any] | None:
+    """The ``config.json`` record of ``run_dir`` extended to ``cfg.steps``, or None when it already
+    holds that budget; a one-line error when it cannot be extended. Nothing is written."""
     run = RunDir(run_dir)
     record = run.require_config("--extend: ")
     if config_digest(record["config"]) != record.get("config_digest"):
@@ -39,7 +42,7 @@ def extend_run(run_dir: str | Path, cfg: TrainConfig, accept_new_schedule: bool 
                            "restore it or move the run directory aside")
     old = record["config"]
     if record.get("config_digest") == cfg.digest():
-        return False  # the same budget: an ordinary resume (or nothing, when finished)
+        return None  # the same budget: an ordinary resume (or nothing, when finished)
     new = cfg.to_dict()
     if comparable(old, drop=("steps",)) != comparable(new, drop=("steps",)):
         raise HarnessError(f"--extend changes only steps; this also changes "
@@ -56,10 +59,7 @@ def extend_run(run_dir: str | Path, cfg: TrainConfig, accept_new_schedule: bool 
                                                         "from_digest": record["config_digest"],
                                                         "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
     record["config"], record["config_digest"] = new, cfg.digest()
-    run.write_config(record)
-    if run.done_file.exists():
-        run.done_file.unlink()
-    return True
+    return record
 
 
 def accepted_digests(record: dict[str, Any] | None, digest: str) -> set[str]:

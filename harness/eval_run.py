@@ -1,7 +1,9 @@
 """``harness eval RUN``: score a trained run's policy on fixed start states, and watch it as a GIF or MP4.
 
 The policy is the run's best (``best.pt``, the policy of its best evaluation) or its last
-(``checkpoint.pt``), loaded without executing code. Scoring is the training runs' evaluation protocol
+(``checkpoint.pt``), loaded without executing code. The plugins are the installed ones and those
+given with ``--plugin``, never those the run records (a one-line warning names each recorded plugin
+that is not loaded or differs by its SHA-256; the run's scheme, task or network missing is an error). Scoring is the training runs' evaluation protocol
 (:mod:`harness.evaluation`): ``episodes`` episodes of the deterministic policy on the start states of
 the evaluation stream of seed ``seed`` (default: the run's own seed, i.e. the start states it was
 evaluated on), summarised as the mean with a 95% t-interval over episodes (none for one episode). A video replays the
@@ -12,6 +14,7 @@ first episode(s) of copy 0 of those start states on one copy built to draw (the 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from harness.checkpoint import load_policy, reason
 from harness.config import build_config
 from harness.errors import HarnessError
 from harness.plugins import load_plugins
+from harness.provenance import missing_parts, plugin_gaps
 from harness.results import RunDir
 from harness.scheme import load_policy_state
 from harness.stats import t_interval
@@ -60,8 +64,17 @@ def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = N
     if eval_envs is not None:
         overrides["eval_envs"] = eval_envs
     cfg = build_config(list(overrides.items()))
-    trainer = Trainer(cfg, load_plugins(list(dict.fromkeys(_plugin_files(record) + list(plugins or [])))), None,
-                      progress=False)
+    # Only the plugins the user names or has installed: a run's recorded plugins are provenance (a
+    # downloaded run directory must not be able to run code by naming a file).
+    regs = load_plugins(list(dict.fromkeys(plugins or [])))
+    gaps = plugin_gaps(record, regs)
+    missing = missing_parts(record, regs, cfg)
+    if missing is not None:
+        raise HarnessError(f"{str(run.path)!r}: {missing}")
+    if gaps:
+        print(f"harness: warning: {str(run.path)!r} was trained with other plugin code: {'; '.join(gaps)} "
+              "(recorded plugins are never imported; pass --plugin FILE for one you trust)", file=sys.stderr)
+    trainer = Trainer(cfg, regs, None, progress=False)
     try:
         state = load_policy(path)
         load_policy_state(trainer.scheme, state["scheme"])
@@ -74,12 +87,6 @@ def load_trainer(run_dir: str | Path, policy: str = "best", seed: int | None = N
     trainer.weights_changed()
     trainer.policy_name = policy
     return trainer
-
-
-def _plugin_files(record: dict[str, Any]) -> list[str]:
-    """The ``--plugin`` modules and files a run was trained with (recorded in its config.json)."""
-    return [p["spec"] for p in record.get("plugins") or []
-            if isinstance(p, dict) and str(p.get("source", "")).startswith("--plugin") and p.get("spec")]
 
 
 def score(trainer: Trainer) -> dict[str, Any]:

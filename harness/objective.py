@@ -9,6 +9,7 @@ worker died, or after a signal stopped it, resumes the run directories of the tr
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import socket
@@ -19,6 +20,7 @@ from typing import Any
 from harness.config import build_config
 from harness.errors import HarnessError
 from harness.plugins import Registries
+from harness.safe_files import read_text
 from harness.study import retry_origin
 from harness.sweep_file import Sweep
 
@@ -155,8 +157,7 @@ def make_objective(sweep: Sweep, regs: Registries, progress: bool):
 def _logged_evals(metrics_file: Path) -> list[tuple[int, float]]:
     import csv
     out = []
-    with open(metrics_file, newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row.get("eval_return") not in (None, "") and int(row["iteration"]) > 0:
-                out.append((int(row["env_steps"]), float(row["eval_return"])))
+    for row in csv.DictReader(io.StringIO(read_text(metrics_file, "text"))):
+        if row.get("eval_return") not in (None, "") and int(row["iteration"]) > 0:
+            out.append((int(row["env_steps"]), float(row["eval_return"])))
     return out

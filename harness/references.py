@@ -30,6 +30,7 @@ from harness.evaluation import play_fixed_episodes
 from harness.options import resolve_options
 from harness.plugins import Registries, load_plugins
 from harness.results import atomic_write_bytes
+from harness.safe_files import read_text
 from harness.task_api import EVAL_STREAM, VecTask
 from harness.task_check import TaskChecker
 from harness.tasks import make_task, split_task
@@ -115,8 +116,8 @@ def tree_references(root: str | Path, runs: Any, regs: Registries | None = None)
     root = Path(root)
     cache_file = root / CACHE
     try:
-        cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
-    except (OSError, ValueError):
+        cache = json.loads(read_text(cache_file)) if cache_file.exists() else {}
+    except (OSError, ValueError, HarnessError):  # an unusable cache is measured afresh (and replaced)
         cache = {}
     out: dict[str, dict[str, Any]] = {}
     fresh = False
@@ -124,7 +125,7 @@ def tree_references(root: str | Path, runs: Any, regs: Registries | None = None)
         seeds = sorted({int(s) for s in group["seed"]})
         first = Path(sorted(group["run_dir"])[0])
         try:
-            record = json.loads((first / "config.json").read_text())
+            record = json.loads(read_text(first / "config.json"))
             cfg = build_config(list({**record["config"], "task": task}.items()))
         except (OSError, ValueError, KeyError, HarnessError) as exc:
             print(f"harness: warning: no reference for {task}: its config cannot be read ({exc})", file=sys.stderr)

@@ -42,6 +42,7 @@ from harness.config import comparable
 from harness.errors import HarnessError
 from harness.provenance import UNKNOWN
 from harness.results import RunDir
+from harness.safe_files import UnsafeFile, read_text
 from harness.stats import improvement_with_ci, iqm_with_ci, normalised, stable_seed, t_interval
 from harness.verdicts import interval_note
 
@@ -79,13 +80,23 @@ def load_runs(root: str | Path) -> pd.DataFrame:
     # Directories whose name starts with '.' (e.g. runs that --rerun-changed moved aside) are not results.
     found = [p for p in sorted(root.rglob("metrics.csv"))
              if not any(part.startswith(".") for part in p.relative_to(root).parts[:-1])]
-    frames = [f for f in (_load_run(p.parent) for p in found) if f is not None]
+    frames = [f for f in (_load_scanned(p.parent) for p in found) if f is not None]
     if not frames:
         raise HarnessError(f"no runs with evaluations found under {str(root)!r} "
                            "(looked for */metrics.csv next to a config.json)")
     df = pd.concat(frames, ignore_index=True)
     _refuse_duplicate_seeds(df)
     return df
+
+
+def _load_scanned(path: Path) -> pd.DataFrame | None:
+    """:func:`_load_run`, skipping (with a warning naming it) a run with a file that is not a regular
+    file of a bounded size (a FIFO, a link to a device: :mod:`harness.safe_files`)."""
+    try:
+        return _load_run(path)
+    except UnsafeFile as exc:
+        warnings.warn(f"skipping {path}: {exc}", stacklevel=3)
+        return None
 
 
 def _load_run(path: Path) -> pd.DataFrame | None:
@@ -128,7 +139,7 @@ def _absolute_return(run: RunDir) -> tuple[float, bool]:
     it was made before the metric had start states of its own (it re-played the evaluation episodes
     that chose the policy)."""
     try:
-        record = json.loads(run.absolute_file.read_text())
+        record = json.loads(read_text(run.absolute_file))
         return float(record["absolute_return"]), "start_states" not in record
     except (OSError, ValueError, KeyError, TypeError):
         return float("nan"), False
@@ -364,7 +375,7 @@ def _episode_returns(text: Any, mean: float) -> list[float]:
 def _absolute_returns(run: RunDir) -> list[float] | None:
     """The per-episode returns in a run's absolute.json, or None when it has none."""
     try:
-        returns = json.loads(run.absolute_file.read_text())["returns"]
+        returns = json.loads(read_text(run.absolute_file))["returns"]
         return [float(r) for r in returns] if isinstance(returns, list) and returns else None
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import torch
 
 from harness.errors import HarnessError
+from harness.safe_files import check_file, read_text
 
 METRIC_COLUMNS = [
     "iteration", "env_steps", "train_return", "eval_return", "eval_return_std", "policy_loss",
@@ -131,7 +132,7 @@ class RunDir:
         if not self.config_file.exists():
             return None
         try:
-            record = json.loads(self.config_file.read_text())
+            record = json.loads(read_text(self.config_file, "json"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise HarnessError(f"{self.config_file}: not valid JSON ({exc}); restore it or move the run "
                                "directory aside") from None
@@ -162,7 +163,7 @@ class RunDir:
         if not self.metrics_file.exists():
             return []
         try:
-            text = self.metrics_file.read_text()
+            text = read_text(self.metrics_file, "text")
         except UnicodeDecodeError:
             raise HarnessError(f"{self.metrics_file}: not a text file (damaged?)") from None
         if text and not text.endswith("\n"):
@@ -206,6 +207,7 @@ class RunDir:
         plugin reported, in the order they first appeared (none before the file exists)."""
         if not self.metrics_file.exists():
             return []
+        check_file(self.metrics_file, "text")
         with open(self.metrics_file, newline="") as fh:
             return next(csv.reader(fh), [])
 

@@ -12,7 +12,7 @@ from typing import Any
 from harness import __version__
 from harness.checkpoint import resume_from
 from harness.config import config_diff, config_digest
-from harness.continuation import accepted_digests, load_init
+from harness.continuation import accepted_digests, extension, load_init
 from harness.errors import HarnessError
 from harness.executor import placement
 from harness.provenance import code_digest, code_record
@@ -39,20 +39,30 @@ def open_run_dir(trainer: Any) -> bool:
     ``config.json``; False when the run is already finished. The caller holds the directory's lock."""
     run, cfg = trainer.run, trainer.cfg
     old = run.read_config()
+    # --extend: checked here and written only once the checkpoint it continues from has been applied.
+    extended = extension(run.path, cfg, trainer.accept_new_schedule) if trainer.extend else None
+    if extended is not None:
+        old = extended
     if old is not None and config_digest(old.get("config")) != old.get("config_digest"):
         raise HarnessError(f"{run.config_file}: damaged: its config does not match its config_digest; restore "
                            "it or move the run directory aside")
     if old is not None and old.get("config_digest") != cfg.digest():
         raise HarnessError(f"{str(run.path)!r} holds a run with a different config ("
                            f"{config_diff(old.get('config') or {}, cfg.to_dict())}); use another --out")
-    if run.done:
+    if run.done and extended is None:
         return False
     if old is None and (run.checkpoint_file.exists() or run.previous_checkpoint_file.exists()):
         raise HarnessError(f"{str(run.path)!r} has checkpoints but no config.json, so it cannot be checked "
                            "that they belong to this run; restore config.json or use another --out")
     ckpt = resume_from(run, accepted_digests(old, cfg.digest()), trainer.task.spec(), trainer.restore)
+    if extended is not None and ckpt is None:
+        raise HarnessError(f"--extend: {str(run.path)!r} has no checkpoint to continue from")
     if ckpt is not None:
-        run.keep_rows_up_to(trainer.iteration)
+        run.keep_rows_up_to(trainer.iteration)  # the last check (rows missing before the checkpoint)
+        if extended is not None:
+            # Before config.json: a process stopped in between leaves the old run, unfinished, to resume.
+            run.done_file.unlink(missing_ok=True)
+            trainer.log(f"extending {run.path} to {cfg.steps} steps")
         # Where each resumed part of the run trained (the first part is config.json's placement).
         old["resumes"] = [*old.get("resumes", []), {"iteration": trainer.iteration, "device": str(trainer.device),
                                                       "thread_pools": trainer.thread_pools,

@@ -19,6 +19,7 @@ from typing import Any
 
 from harness.config import TABLES
 from harness.errors import HarnessError, plugin_call
+from harness.safe_files import read_text
 
 IDS_FILE = "trackers.json"
 
@@ -151,9 +152,9 @@ class RunWatchers:
 
 def _read_ids(run_dir: Path) -> dict[str, str]:
     try:
-        data = json.loads((Path(run_dir) / IDS_FILE).read_text())
+        data = json.loads(read_text(Path(run_dir) / IDS_FILE))
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, HarnessError):  # unusable: the trackers start new runs
         return {}
 
 

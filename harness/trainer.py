@@ -46,8 +46,11 @@ class Trainer:
     """Trains one scheme on one task with one seed, writing to ``run_dir`` when given."""
 
     def __init__(self, cfg: TrainConfig, regs: Registries, run_dir: str | Path | None = None,
-                 progress: bool = True, record: dict[str, Any] | None = None) -> None:
+                 progress: bool = True, record: dict[str, Any] | None = None, extend: bool = False,
+                 accept_new_schedule: bool = False) -> None:
         self.cfg, self.regs, self.progress = cfg, regs, progress
+        # --extend: continue the finished run in run_dir to cfg.steps (harness.continuation.extension).
+        self.extend, self.accept_new_schedule = extend, accept_new_schedule
         self.record = dict(record or {})  # extra provenance for config.json, e.g. a suite's tuning
         self.run = RunDir(run_dir) if run_dir is not None else None
         parts = assemble(cfg, regs, self.run)

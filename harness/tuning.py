@@ -26,6 +26,7 @@ the plots).
 
 from __future__ import annotations
 
+import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 
 from harness.config import need
 from harness.errors import HarnessError
+from harness.safe_files import UnsafeFile, read_text
 from harness.plugins import Registries
 
 TUNE_KEYS = {"trials", "steps", "seeds", "evaluations", "eval_episodes", "objective_window", "sampler", "seed",
@@ -210,8 +212,12 @@ def trained_steps(trials_dir: Path) -> int:
     import csv
     total = 0
     for metrics in sorted(Path(trials_dir).rglob("metrics.csv")):
-        with open(metrics, newline="") as fh:
-            steps = [int(r["env_steps"]) for r in csv.DictReader(fh) if r.get("env_steps", "").isdigit()]
+        try:
+            text = read_text(metrics, "text")
+        except UnsafeFile as exc:
+            print(f"harness: warning: {exc}; its steps are not counted", file=sys.stderr)
+            continue
+        steps = [int(r["env_steps"]) for r in csv.DictReader(io.StringIO(text)) if r.get("env_steps", "").isdigit()]
         total += steps[-1] if steps else 0
     return total
 
@@ -219,7 +225,11 @@ def trained_steps(trials_dir: Path) -> int:
 def best_so_far(trials_csv: Path) -> list[tuple[int, float]]:
     """``(trial number, best objective up to it)`` over the complete trials of a study's ``trials.csv``."""
     import pandas as pd
-    df = pd.read_csv(trials_csv)
+    try:
+        df = pd.read_csv(io.StringIO(read_text(trials_csv, "text")))
+    except UnsafeFile as exc:
+        print(f"harness: warning: {exc}; its tuning curve is not drawn", file=sys.stderr)
+        return []
     if "state" not in df or "value" not in df:
         return []
     df = df[df["state"] == "COMPLETE"].sort_values("number")

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Bottom to top. A module may import modules of its own layer and of the layers below it.
 LAYERS: list[tuple[str, set[str]]] = [
     ("contracts", {"__init__", "errors", "options", "config", "hookspecs", "registry", "plugins", "blame",
-                   "task_api", "envs", "tasks", "stopping"}),
+                   "task_api", "envs", "tasks", "stopping", "safe_files"}),
     ("mechanics", {"advantage", "batch", "ppo", "scheme", "scheme_config", "value_norm", "distributions",
                    "stats", "results", "checkpoint", "provenance", "evaluation", "task_check", "memory",
                    "devices", "run_lock", "tracking", "executor", "threads", "replay"}),
