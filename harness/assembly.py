@@ -27,7 +27,7 @@ from harness.scheme_config import resolve_scheme_config
 from harness.task_api import TRAIN_STREAM, VecTask
 from harness.task_check import TaskChecker
 from harness.tasks import make_task, split_task
-from harness.threads import limit_threads
+from harness.threads import check_threads, limit_threads
 from harness.tracking import check_loggers
 
 #: What the core calls on every scheme (and ``values`` on a scheme whose advantages the core computes).
@@ -62,6 +62,7 @@ def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
     network_entry = regs.networks.get(cfg.network)
     check_loggers(regs, cfg.loggers)
     device = resolve_device(cfg.device)
+    check_threads(cfg.threads)
     if cfg.init_from:
         init_file(cfg.init_from)  # a missing file is an error before the run directory is made
     if run is not None:
