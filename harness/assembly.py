@@ -65,17 +65,19 @@ def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
     check_threads(cfg.threads)
     if cfg.init_from:
         init_file(cfg.init_from)  # a missing file is an error before the run directory is made
-    if run is not None:
-        run.prepare()
     limit_threads(cfg.threads)
     seed_everything(cfg.seed)
-    many = cfg.n_envs > 64  # a huge n_envs is refused before its copies exhaust the machine
+    # A huge n_envs or eval_envs is refused before its copies exhaust the machine (and before the run
+    # directory is made).
+    many = max(cfg.n_envs, cfg.eval_envs) > 64
     if many:
         sizes = make_task(regs, cfg.task, 1, cfg.seed, cfg.env, stream=TRAIN_STREAM)
         try:
             check_memory(cfg, sizes)
         finally:
             sizes.close()
+    if run is not None:
+        run.prepare()
     task = make_task(regs, cfg.task, cfg.n_envs, cfg.seed, cfg.env, stream=TRAIN_STREAM)
     try:
         checker = TaskChecker(regs.tasks.get(split_task(cfg.task)[0]).plugin, cfg.task)
