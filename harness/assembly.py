@@ -28,7 +28,7 @@ from harness.scheme_config import resolve_scheme_config
 from harness.task_api import TRAIN_STREAM, VecTask
 from harness.task_check import TaskChecker
 from harness.tasks import make_task, split_task
-from harness.threads import limit_threads
+from harness.threads import check_threads, limit_threads
 from harness.tracking import check_loggers
 
 #: What the core calls on every scheme (and ``values`` on a scheme whose advantages the core computes).
@@ -63,19 +63,22 @@ def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
     network_entry = regs.networks.get(cfg.network)
     check_loggers(regs, cfg.loggers)
     device = resolve_device(cfg.device)
+    check_threads(cfg.threads)
     if cfg.init_from:
         init_file(cfg.init_from)  # a missing file is an error before the run directory is made
-    if run is not None:
-        run.prepare()
     limit_threads(cfg.threads)
     seed_everything(cfg.seed)
-    many = cfg.n_envs > 64  # a huge n_envs is refused before its copies exhaust the machine
+    # A huge n_envs or eval_envs is refused before its copies exhaust the machine (and before the run
+    # directory is made).
+    many = max(cfg.n_envs, cfg.eval_envs) > 64
     if many:
         sizes = make_task(regs, cfg.task, 1, cfg.seed, cfg.env, stream=TRAIN_STREAM)
         try:
             check_memory(cfg, sizes)
         finally:
             sizes.close()
+    if run is not None:
+        run.prepare()
     task = make_task(regs, cfg.task, cfg.n_envs, cfg.seed, cfg.env, stream=TRAIN_STREAM)
     try:
         checker = TaskChecker(regs.tasks.get(split_task(cfg.task)[0]).plugin, cfg.task)

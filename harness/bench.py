@@ -42,7 +42,7 @@ from harness.attribution import rungs_from_suite, write_rungs
 from harness.config import (TrainConfig, absolute_specs, build_config, config_diff, load_overrides_file, need,
                             need_unique, plugin_list, read_spec_file, seed_list, check_name)
 from harness.dispatch import dispatch
-from harness.errors import HarnessError
+from harness.errors import HarnessError, mask_secrets
 from harness.errors import describe as describe_error
 from harness.executor import Executor, Job, make_executor
 from harness.plugins import Registries, load_plugins
@@ -333,6 +333,8 @@ def run_suite(suite: Suite, jobs: int | None = None, plot: bool = True, progress
                            min(jobs, len(todo) or 1) if jobs else None, executor_options or {}) if todo else None
     print(f"suite {suite.name}: {len(suite.runs)} runs ({done_before} already finished), results in {out}"
           + (f"; {runner.resources()}" if runner else ""), file=sys.stderr)
+    for note in dict.fromkeys(n for r in todo if (n := build_config(r.overrides).budget_note())):
+        print(f"harness: note: {note}", file=sys.stderr)
     failures: list[str] = []
     if runner is not None:
         failures = _run_on(runner, suite, todo, progress)
@@ -393,7 +395,7 @@ def _run_on(runner: Executor, suite: Suite, todo: list[RunSpec], progress: bool)
             msg = f"stopped: {spec.label}"
         else:  # one failed run must not stop the others
             failures.append(f"{spec.label}: {describe_error(exc)}")
-            msg = f"FAILED: {spec.label}: {exc}"
+            msg = f"FAILED: {spec.label}: {mask_secrets(str(exc))}"
         if msg:
             (bar.write(msg, file=sys.stderr) if bar else print(msg, file=sys.stderr))
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, mask_secrets
 
 
 def _add_plugin_arg(p: argparse.ArgumentParser) -> None:
@@ -89,7 +89,8 @@ def _print_options(regs, name: str) -> int:
     print(f"{what.format(family)}:" if options else f"{family}: no options")
     for key, opt in options.items():
         typ = getattr(opt.type, "__name__", str(opt.type))
-        print(f"  {key:16s} {typ:6s} default {opt.default!r:10s} {opt.help}")
+        accepted = f" ({opt.range_text()})" if getattr(opt, "range_text", None) and opt.range_text() else ""
+        print(f"  {key:16s} {typ:6s} default {opt.default!r:10s} {opt.help}{accepted}")
     return 0
 
 
@@ -127,6 +128,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             continue  # not asked for by the user: config.json's scheme_fixed records it
         print(f"harness: note: {cfg.scheme} fixes {key}={change['ran']} (you asked {change['asked']})",
               file=sys.stderr)
+    note = run_cfg.budget_note()  # said even with --quiet: the run trains more than asked
+    if note:
+        print(f"harness: note: {note}", file=sys.stderr)
     out = Path(args.out) if args.out else Path("results") / "train" / cfg.task / cfg.scheme / f"seed_{cfg.seed}"
     if args.accept_new_schedule and not args.extend:
         raise HarnessError("--accept-new-schedule goes with --extend")
@@ -151,6 +155,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise HarnessError(f"--episodes {args.episodes} must be >= 1")
     if args.video_episodes < 1:
         raise HarnessError(f"--video-episodes {args.video_episodes} must be >= 1")
+    from harness.config import MAX_EPISODES, check_count
+    check_count(args.video_episodes, f"--video-episodes {args.video_episodes}")
+    if args.episodes is not None:
+        check_count(args.episodes, f"--episodes {args.episodes}", MAX_EPISODES)
     if args.video is None and (args.video_episodes != 1 or args.fps is not None or args.frame_step != 1):
         raise HarnessError("--video-episodes, --fps and --frame-step go with --video FILE")
     if args.frame_step < 1:
@@ -162,11 +170,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.video is not None and Path(args.video).suffix.lower() not in eval_run.VIDEO_FORMATS:
         raise HarnessError(f"--video {args.video!r}: expected a file name ending in {' or '.join(eval_run.VIDEO_FORMATS)}")
     trainer = eval_run.load_trainer(args.run, args.policy, args.seed, args.episodes, plugins=args.plugin)
+    recording = None
     try:
+        if args.video is not None:  # every check of the video before the scoring
+            recording = eval_run.open_video(trainer, args.video, args.video_episodes, args.fps, args.frame_step)
         result = eval_run.score(trainer)
-        if args.video is not None:
-            result["video"] = eval_run.record_video(trainer, args.video, args.video_episodes, args.fps, args.frame_step)
+        if recording is not None:
+            result["video"] = recording.play()
     finally:
+        if recording is not None:
+            recording.close()
         trainer.close()
     if args.json:
         print(json.dumps(result, indent=2))
@@ -184,8 +197,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from harness.bench import describe, load_suite, run_suite
     from harness.config import parse_set
+    from harness.config import check_count
     if args.jobs is not None and args.jobs < 1:
         raise HarnessError(f"--jobs {args.jobs} must be >= 1")
+    if args.jobs is not None:
+        check_count(args.jobs, f"--jobs {args.jobs}")
     suite = load_suite(args.suite, args.out, extra_plugins=args.plugin, last=_loggers(args))
     if args.dry_run:
         print("\n".join(describe(suite)))
@@ -370,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             import traceback
             traceback.print_exception(exc)
-        print(f"harness: error: {exc}", file=sys.stderr)
+        print(f"harness: error: {mask_secrets(str(exc))}", file=sys.stderr)
         return 2
     except stopping.Interrupted as exc:
         print(f"harness: stopped by {exc}: running work was checkpointed and queued work not started; "

@@ -86,6 +86,18 @@ class TrainConfig:
         """Training iterations the step budget buys (at least one)."""
         return max(1, -(-self.steps // self.batch_steps))
 
+    def budget_note(self) -> str | None:
+        """One line saying how much more than ``steps`` the run trains, when iterations round the budget
+        up by a tenth of it or more (one iteration is ``n_envs x rollout_length`` steps); else None."""
+        trained = self.iterations * self.batch_steps
+        if trained - self.steps < max(1, self.steps / 10):
+            return None
+        how = ("rounded up to one iteration" if self.iterations == 1
+               else f"rounded up to {self.iterations} iterations")
+        return (f"steps={self.steps:,} is {how} of n_envs={self.n_envs} x rollout_length={self.rollout_length} = "
+                f"{self.batch_steps:,} steps: {trained:,} steps in all, {trained - self.steps:,} more "
+                f"({_times(trained / self.steps)} the budget); lower n_envs or rollout_length to train closer to it")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -111,6 +123,8 @@ class TrainConfig:
         for name in ["gamma", "gae_lambda"]:
             if not 0 <= getattr(self, name) <= 1:
                 raise HarnessError(f"{name}={getattr(self, name)} must be between 0 and 1")
+        if self.eval_episodes > MAX_EPISODES:
+            raise HarnessError(f"eval_episodes={self.eval_episodes} must be at most {MAX_EPISODES:,}")
         if not 0 <= self.seed <= MAX_SEED:
             raise HarnessError(f"seed={self.seed} must be an integer from 0 to {MAX_SEED}")
         if self.absolute_factor < 0:
@@ -133,10 +147,30 @@ class TrainConfig:
         return self
 
 
+def _times(ratio: float) -> str:
+    return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x"
+
+
 #: The largest seed: every generator the run seeds (Python, NumPy, torch) accepts it.
 MAX_SEED = 2**31 - 1
 #: The most seeds a suite or sweep may name by count (``seeds = N``); a list may name any.
 MAX_SEED_COUNT = 1000
+#: The largest count a file or flag may give (seeds, evaluations, retries, jobs, episodes to draw):
+#: a count sizes lists and loops, so 2**31 is refused in one line rather than allocated.
+MAX_COUNT = 1000
+#: The most trials a sweep or a suite's tuning may ask for.
+MAX_TRIALS = 10_000
+#: The most episodes one evaluation may play (``eval_episodes``, ``harness eval --episodes``).
+MAX_EPISODES = 1_000_000
+
+
+def check_count(value: Any, what: str, maximum: int = MAX_COUNT, minimum: int = 1) -> int:
+    """``value`` if it is a count from ``minimum`` to ``maximum``, else a one-line error: ``what`` names
+    the value as the user wrote it (``[sweep] trials=5000000``, ``--jobs 100000``), then the range."""
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise HarnessError(f"{what} must be an integer from {minimum} to {maximum:,}")
+    return value
+
 
 def comparable(config: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """The keys of a config (as :meth:`TrainConfig.to_dict` gives it) that say what the run does:
@@ -292,13 +326,14 @@ def need(cond: bool, path: Path, message: str) -> None:
         raise HarnessError(f"{path}: {message}")
 
 
-def seed_list(seeds: Any, path: Path, where: str) -> list[int]:
-    """A suite's or sweep's ``seeds``: a count N (seeds 1..N, at most :data:`MAX_SEED_COUNT`) or a
-    list of seeds, each from 0 to :data:`MAX_SEED`, none twice."""
+def seed_list(seeds: Any, path: Path, where: str, first: int = 1) -> list[int]:
+    """A suite's or sweep's ``seeds``: a count N (seeds ``first`` .. ``first + N - 1``, at most
+    :data:`MAX_SEED_COUNT`) or a list of seeds, each from 0 to :data:`MAX_SEED`, none twice. The count
+    is bounded before any list is made."""
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         need(1 <= seeds <= MAX_SEED_COUNT, path, f"{where} seeds={seeds} must be a count from 1 to "
                                                   f"{MAX_SEED_COUNT}, or a list of seeds")
-        return list(range(1, seeds + 1))
+        seeds = list(range(first, first + seeds))
     ok = isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     need(bool(ok), path, f"{where} seeds={seeds!r} must be a count or a non-empty list of integers")
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]

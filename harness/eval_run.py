@@ -8,7 +8,8 @@ that is not loaded or differs by its SHA-256; the run's scheme, task or network 
 the evaluation stream of seed ``seed`` (default: the run's own seed, i.e. the start states it was
 evaluated on), summarised as the mean with a 95% t-interval over episodes (none for one episode). A video replays the
 first episode(s) of copy 0 of those start states on one copy built to draw (the task option
-``render=true``), writing every frame the task draws.
+``render=true``), streaming every frame the task draws to the file (:mod:`harness.video`); it is
+prepared, and the disk space it needs checked, before the scoring starts.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from harness.stats import t_interval
 from harness.task_api import EVAL_STREAM
 from harness.tasks import make_task, split_task
 from harness.trainer import Trainer
+from harness.video import VideoWriter, check_video_space
 
 POLICIES = ("best", "last")
 VIDEO_FORMATS = (".gif", ".mp4")
@@ -99,11 +101,47 @@ def score(trainer: Trainer) -> dict[str, Any]:
             "ci95": None if np.isnan(low) else [low, high], "returns": returns}
 
 
-def record_video(trainer: Trainer, out: str | Path, episodes: int = 1, fps: float | None = None,
-                 frame_step: int = 1) -> dict[str, Any]:
-    """Play the first ``episodes`` episodes of copy 0 of the evaluation start states on a copy that
-    draws, and write every ``frame_step``-th frame to ``out`` (``.gif`` with Pillow, ``.mp4`` with
-    imageio-ffmpeg)."""
+class Recording:
+    """A video being recorded: the drawing copy built, its first frame drawn and written, the space
+    the whole video needs checked (:func:`open_video`); :meth:`play` plays the episodes, streaming
+    every frame to the file, and puts the file in place."""
+
+    def __init__(self, trainer: Trainer, task: Any, writer: VideoWriter, obs: Any, episodes: int,
+                 frame_step: int) -> None:
+        self.trainer, self.task, self.writer, self.obs = trainer, task, writer, obs
+        self.episodes, self.frame_step = episodes, frame_step
+
+    def play(self) -> dict[str, Any]:
+        returns: list[float] = []
+        obs, steps = self.obs, 0
+        try:
+            while len(returns) < self.episodes:
+                stopping.check()
+                res = self.task.step(self.trainer.policy.greedy(obs))
+                returns.extend(res.episode_returns)
+                obs = res.obs
+                steps += 1
+                if (len(returns) < self.episodes or not res.episode_returns) and steps % self.frame_step == 0:
+                    self.writer.add(self.task.render(0))
+            out = self.writer.close()
+        finally:
+            self.close()
+        return {"video": str(out), "frames": self.writer.frames, "fps": self.writer.fps, "returns": returns}
+
+    def close(self) -> None:
+        """Release the drawing copy (once); a video not completed leaves no file."""
+        self.writer.abort()
+        if self.task is not None:
+            task, self.task = self.task, None
+            task.close()
+
+
+def open_video(trainer: Trainer, out: str | Path, episodes: int = 1, fps: float | None = None,
+               frame_step: int = 1) -> Recording:
+    """Get ready to play the first ``episodes`` episodes of copy 0 of the evaluation start states on a
+    copy that draws, writing every ``frame_step``-th frame to ``out`` (``.gif`` with Pillow, ``.mp4``
+    with imageio-ffmpeg). Every check (the file name, the packages, drawing, the disk space the frames
+    need) is done here, before any episode is played."""
     out = Path(out)
     if out.is_dir():
         raise HarnessError(f"--video {str(out)!r} is a directory; give a file name ending in .gif or .mp4")
@@ -124,8 +162,7 @@ def record_video(trainer: Trainer, out: str | Path, episodes: int = 1, fps: floa
         raise HarnessError(f"--video {str(out)!r}: directory {str(out.parent)!r} does not exist")
     cfg = trainer.cfg
     task = make_task(trainer.regs, cfg.task, 1, cfg.seed, {**cfg.env, **_draw_options(trainer)}, stream=EVAL_STREAM)
-    frames: list[np.ndarray] = []
-    returns: list[float] = []
+    writer = None
     try:
         obs, _ = task.reset()
         try:
@@ -136,21 +173,24 @@ def record_video(trainer: Trainer, out: str | Path, episodes: int = 1, fps: floa
                                "(apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri) or MUJOCO_GL=osmesa") from None
         if frame is None:
             raise HarnessError(f"task {cfg.task!r} draws no frames (its plugin has no render(); see docs/plugins.md)")
-        frames.append(frame)
-        steps = 0
-        while len(returns) < episodes:
-            stopping.check()
-            res = task.step(trainer.policy.greedy(obs))
-            returns.extend(res.episode_returns)
-            obs = res.obs
-            steps += 1
-            if (len(returns) < episodes or not res.episode_returns) and steps % frame_step == 0:
-                frames.append(task.render(0))
-    finally:
+        writer = VideoWriter(out, fps or _default_fps(cfg.task))
+        writer.add(frame)
+        steps = max(1, task.episode_limit) * episodes
+        check_video_space(out, 1 + steps // frame_step, writer.first_frame_bytes,
+                          f"{episodes} episode(s) of up to {max(1, task.episode_limit)} steps, every "
+                          f"{frame_step} kept")
+    except BaseException:
+        if writer is not None:
+            writer.abort()
         task.close()
-    fps = fps or _default_fps(cfg.task)
-    _write_frames(out, frames, fps)
-    return {"video": str(out), "frames": len(frames), "fps": fps, "returns": returns}
+        raise
+    return Recording(trainer, task, writer, obs, episodes, frame_step)
+
+
+def record_video(trainer: Trainer, out: str | Path, episodes: int = 1, fps: float | None = None,
+                 frame_step: int = 1) -> dict[str, Any]:
+    """:func:`open_video` then play: the video's path, frame count, fps and episode returns."""
+    return open_video(trainer, out, episodes, fps, frame_step).play()
 
 
 def _draw_options(trainer: Trainer) -> dict[str, Any]:
@@ -165,22 +205,6 @@ def _draw_options(trainer: Trainer) -> dict[str, Any]:
 def _default_fps(task: str) -> float:
     """MPE steps are 0.1 s of simulated time; gymnasium's MuJoCo robots step 0.008-0.05 s: 20-30 fps shows them about right."""
     return 10.0 if task.startswith("mpe/") else 30.0
-
-
-def _write_frames(out: Path, frames: list[np.ndarray], fps: float) -> None:
-    if out.suffix.lower() == ".gif":
-        from PIL import Image
-        images = [Image.fromarray(f) for f in frames]
-        scale = 360 / max(images[0].size)  # GIFs grow fast: at most 360 pixels a side
-        if scale < 1:
-            images = [im.resize((round(im.width * scale), round(im.height * scale))) for im in images]
-        images[0].save(out, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0,
-                       optimize=False)
-    else:
-        import imageio.v2 as imageio
-        with imageio.get_writer(out, fps=fps, macro_block_size=1) as writer:
-            for f in frames:
-                writer.append_data(f)
 
 
 def headless_gl() -> None:

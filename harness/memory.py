@@ -4,9 +4,13 @@ The sizes come from the task (built with one copy first when many are asked for,
 ``n_envs`` is refused before its copies are built). A rollout keeps, for ``rollout_length x n_envs`` steps, every agent's observation and next
 observation, action and log-probability, the global state and the state a step ended in, the reward
 and the episode flags (float32); the update adds the advantages and returns and the activations of
-one actor's forward and backward pass over the whole batch; an off-policy scheme's replay buffer is
-added to it (:func:`check_replay`). A config whose estimate exceeds the memory available is refused
-with the figure, instead of failing (or swapping) mid-run.
+one actor's forward and backward pass over the whole batch. Evaluation keeps its own copies
+(``eval_envs`` of them per start-state stream: the evaluations', and the absolute metric's when
+``absolute_factor`` > 0), their step arrays, and the returns of every episode it plays (``eval_episodes``,
+times ``absolute_factor`` for the absolute metric). An off-policy scheme's replay
+buffer is added to it (:func:`check_replay`). A config whose estimate exceeds the memory available
+is refused with the figures, naming the settings that size the largest part, instead of failing (or
+swapping) mid-run.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ def available_bytes() -> int | None:
 
 #: A rough lower bound of one environment copy's memory (simulator state, Python objects).
 COPY_BYTES = 256 * 1024
+#: An evaluation copy's bookkeeping (its quota, count and list of returns).
+COPY_SLOTS = 128
+#: One evaluated episode's return, kept in a list and written into the metrics row.
+EPISODE_BYTES = 48
 
 
 def _mlp_params(inputs: int, hidden: list[int], outputs: int) -> int:
@@ -44,7 +52,8 @@ def _mlp_params(inputs: int, hidden: list[int], outputs: int) -> int:
 def run_bytes(cfg: Any, task: Any) -> dict[str, int]:
     """Estimates (lower bounds) of the bytes a run needs: ``rollout`` (buffers and the update's
     activations), ``networks`` (actors and critic with gradients, Adam moments, the best and the
-    checkpointed copies) and ``environments`` (``n_envs`` copies)."""
+    checkpointed copies), ``environments`` (``n_envs`` copies) and ``evaluation`` (its copies, their
+    step arrays and every episode's return)."""
     steps = cfg.rollout_length * cfg.n_envs
     actions = sum(1 if s.kind == "discrete" else s.n for s in task.action_spaces)
     n = len(task.agents)
@@ -53,19 +62,30 @@ def run_bytes(cfg: Any, task: Any) -> dict[str, int]:
     update = 3 * widest * n  # forward activations kept for backward, per agent stacked in a shared actor
     params = sum(_mlp_params(d + n, list(cfg.hidden_sizes), s.n) for d, s in zip(task.obs_dims, task.action_spaces))
     params += _mlp_params(task.state_dim, list(cfg.hidden_sizes), 1)
+    streams = 2 if cfg.absolute_factor > 0 else 1  # both kept open once built
+    episodes = cfg.eval_episodes * max(1, cfg.absolute_factor)
+    evaluation = streams * cfg.eval_envs * (COPY_BYTES + 4 * per_step + COPY_SLOTS) + EPISODE_BYTES * episodes
     return {"rollout": 4 * steps * (per_step + update), "networks": 6 * 4 * params,
-            "environments": COPY_BYTES * cfg.n_envs}
+            "environments": COPY_BYTES * cfg.n_envs, "evaluation": evaluation}
+
+
+#: What each part is sized by, for the message.
+SIZED_BY = {"rollout": "rollout_length, n_envs or hidden_sizes", "networks": "hidden_sizes",
+            "environments": "n_envs", "evaluation": "eval_envs or eval_episodes (or absolute_factor)"}
 
 
 def check_memory(cfg: Any, task: Any) -> None:
-    """Refuse a config whose rollout, networks and environments cannot fit in the memory available."""
+    """Refuse a config whose rollout, networks, environments and evaluation cannot fit in the memory
+    available."""
     parts, have = run_bytes(cfg, task), available_bytes()
     need = sum(parts.values())
     if have is not None and need > have:
         detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items())
+        largest = max(parts, key=parts.get)
         raise HarnessError(f"this config needs about {_gib(need)} ({detail}; rollout_length={cfg.rollout_length}, "
-                           f"n_envs={cfg.n_envs}, hidden_sizes={cfg.hidden_sizes}); this machine has {_gib(have)} "
-                           "available: lower rollout_length, n_envs or hidden_sizes")
+                           f"n_envs={cfg.n_envs}, hidden_sizes={cfg.hidden_sizes}, eval_envs={cfg.eval_envs}, "
+                           f"eval_episodes={cfg.eval_episodes}); this machine has {_gib(have)} available: lower "
+                           f"{SIZED_BY[largest]}")
 
 
 def check_replay(capacity: int, cfg: Any, task: Any) -> int:

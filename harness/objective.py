@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import build_config
-from harness.errors import HarnessError
+from harness.errors import HarnessError, mask_secrets
 from harness.plugins import Registries
 from harness.safe_files import read_text
 from harness.study import retry_origin
@@ -141,9 +141,9 @@ def make_objective(sweep: Sweep, regs: Registries, progress: bool):
                                                "runs' checkpoints")
             raise
         except Exception as exc:  # recorded on the trial; the sweep goes on
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:2000])
+            trial.set_user_attr("fail_reason", mask_secrets(f"{type(exc).__name__}: {exc}")[:2000])
             if progress:
-                print(f"trial {trial.number} failed: {exc}", file=sys.stderr)
+                print(f"trial {trial.number} failed: {mask_secrets(str(exc))}", file=sys.stderr)
             raise
         finally:
             for it in iters:

@@ -1,13 +1,15 @@
 """Declared options and their one resolver: task options (``env.NAME``), a scheme's own options
 (``scheme.NAME``) and executor options all go through :func:`resolve`.
 
-A plugin declares each option as an :class:`Option` (type, default, help); what a user gives (often a
-string from the command line) is converted with :func:`coerce`, and an unknown name or a wrong type
-is a one-line error naming the value and what is accepted.
+A plugin declares each option as an :class:`Option` (type, default, help, and for numbers the
+range accepted: ``low``/``high``, inclusive); what a user gives (often a string from the command
+line) is converted with :func:`coerce`, and an unknown name, a wrong type, a number that is not
+finite or one outside its range is a one-line error naming the value and what is accepted.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,11 +18,34 @@ from harness.errors import HarnessError
 
 @dataclass(frozen=True)
 class Option:
-    """A declared option: its type, default and help text."""
+    """A declared option: its type, default and help text; a number's range ``low`` to ``high``
+    (inclusive; None: unbounded on that side)."""
 
     type: type
     default: Any
     help: str
+    low: float | None = None
+    high: float | None = None
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` (already of the option's type) if it lies in the declared range; a float must be
+        finite. Else a one-line error naming ``name=value`` and the range."""
+        if self.type not in (int, float) or isinstance(value, bool):
+            return value
+        accepted = self.range_text()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise HarnessError(f"{name}={value} must be a finite number" + (f" {accepted}" if accepted else ""))
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise HarnessError(f"{name}={value} must be {accepted}")
+        return value
+
+    def range_text(self) -> str:
+        """The range accepted: ``from 0 to 1``, ``>= 0``, ``<= 10``, or '' when unbounded."""
+        if self.low is not None and self.high is not None:
+            return f"from {self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return f">= {self.low:g}"
+        return f"<= {self.high:g}" if self.high is not None else ""
 
 
 def resolve(schema: dict[str, Option], given: dict[str, Any], label: Callable[[str], str],
@@ -33,7 +58,7 @@ def resolve(schema: dict[str, Option], given: dict[str, Any], label: Callable[[s
         if key not in schema:
             raise HarnessError(unknown(key, sorted(schema)))
     out = {k: o.default for k, o in schema.items()}
-    out.update({k: coerce(label(k), v, schema[k].type) for k, v in given.items()})
+    out.update({k: schema[k].check(label(k), coerce(label(k), v, schema[k].type)) for k, v in given.items()})
     return out
 
 

@@ -73,7 +73,8 @@ def option_help(regs: Any) -> dict[str, list[str]]:
             options, fixed = declared(entry)
         except PluginError:
             continue
-        lines = [f"scheme.{n}: {o.help} [{o.type.__name__}, default: {o.default}]" for n, o in options.items()]
+        lines = [f"scheme.{n}: {o.help} [{o.type.__name__}, default: {o.default}]"
+                 + (f" ({o.range_text()})" if o.range_text() else "") for n, o in options.items()]
         lines += [f"{k} is fixed at {v}" for k, v in fixed.items()]
         if lines:
             out[entry.name] = lines

@@ -12,11 +12,10 @@ a signal interrupted, and counts a study's trials.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, mask_secrets
 from harness.results import check_writable
 from harness.sweep_file import Sweep
 
@@ -78,12 +77,9 @@ def check_storage(url: str) -> None:
 
 
 def mask_url(url: str) -> str:
-    """The URL without its password (in ``user:password@`` or in a ``password=`` query parameter)."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        cred, host = rest.rsplit("@", 1)
-        url = f"{scheme}://{cred.split(':', 1)[0]}@{host}"
-    return re.sub(r"(?i)((?:password|passwd|pwd|pass)=)[^&;]*", r"\1***", url)
+    """The URL without its password (in ``user:password@``, with or without ``://``, or in a
+    ``password=`` query parameter): :func:`harness.errors.mask_secrets`."""
+    return mask_secrets(url)
 
 
 def make_sampler(sweep: Sweep, offset: int):

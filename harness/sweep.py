@@ -41,6 +41,7 @@ import dataclasses
 import sys
 from typing import Any
 
+from harness.config import MAX_TRIALS, check_count
 from harness.dispatch import dispatch, failed
 from harness.errors import HarnessError
 from harness.executor import Job, make_executor
@@ -117,6 +118,8 @@ def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = Non
         raise HarnessError(f"--trials {total} must be >= 1")
     if jobs < 1:
         raise HarnessError(f"--jobs {jobs} must be >= 1")
+    check_count(total, f"--trials {total}", MAX_TRIALS)
+    check_count(jobs, f"--jobs {jobs}")
     check_writable(sweep.out)
     check_storage(sweep.storage_url(storage))
     study = open_study(sweep, storage, resume)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import scheme_config
-from harness.config import (FIELDS, RUN_ONLY, TABLES, absolute_specs, build_config, check_name, need, need_unique,
-                            plugin_list, read_spec_file, seed_list)
+from harness.config import (FIELDS, MAX_COUNT, MAX_SEED, MAX_TRIALS, RUN_ONLY, TABLES, absolute_specs, build_config,
+                            check_count, check_name, need, need_unique, plugin_list, read_spec_file, seed_list)
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
 from harness.references import ceiling
@@ -130,10 +130,12 @@ class Sweep:
         return storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
 
 
-def _posint(sw: dict, key: str, default: int | None, path: Path, minimum: int = 1) -> int:
+def _posint(sw: dict, key: str, default: int | None, path: Path, minimum: int = 1, maximum: int | None = None) -> int:
     v = sw.get(key, default)
     need(isinstance(v, int) and not isinstance(v, bool) and v >= minimum, path,
           f"[sweep] {key}={v!r} must be an integer >= {minimum}")
+    if maximum is not None:
+        check_count(v, f"{path}: [sweep] {key}={v!r}", maximum, minimum)
     return v
 
 
@@ -208,7 +210,7 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
 
     fixed = list(data.get("config", {}).items()) + list(last)
     steps = _posint(sw, "steps", None, path)
-    evaluations = _posint(sw, "evaluations", 10, path)
+    evaluations = _posint(sw, "evaluations", 10, path, maximum=MAX_COUNT)
     base = [("threads", 1), ("steps", steps), ("eval_episodes", _posint(sw, "eval_episodes", 10, path))] + fixed
     # Every task must build, and every config a trial could draw must be valid at its corners.
     for task in tasks:
@@ -236,13 +238,13 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
                                        sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Sweep(
         path=path, name=name, scheme=scheme, tasks=tasks, steps=steps, seeds=seeds,
-        trials=_posint(sw, "trials", 20, path), evaluations=evaluations,
+        trials=_posint(sw, "trials", 20, path, maximum=MAX_TRIALS), evaluations=evaluations,
         eval_episodes=sw.get("eval_episodes", 10), window=float(window), sampler=sampler,
-        seed=_posint(sw, "seed", 0, path, minimum=0), pruner=pruner,
-        startup=_posint(sw, "pruner_startup_trials", 5, path, minimum=0),
-        warmup=_posint(sw, "pruner_warmup_evals", 2, path, minimum=0),
+        seed=_posint(sw, "seed", 0, path, minimum=0, maximum=MAX_SEED), pruner=pruner,
+        startup=_posint(sw, "pruner_startup_trials", 5, path, minimum=0, maximum=MAX_TRIALS),
+        warmup=_posint(sw, "pruner_warmup_evals", 2, path, minimum=0, maximum=MAX_COUNT),
         heartbeat=_posint(sw, "heartbeat", 30, path), grace=_posint(sw, "grace", 120, path),
-        max_retry=_posint(sw, "max_retry", 3, path, minimum=0),
+        max_retry=_posint(sw, "max_retry", 3, path, minimum=0, maximum=MAX_COUNT),
         plugins=plugins, fixed=base, space=space, out=out, digest=digest, per_task=per_task)
 
 

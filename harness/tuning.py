@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config import need
+from harness.config import need, seed_list
 from harness.errors import HarnessError
 from harness.safe_files import UnsafeFile, read_text
 from harness.plugins import Registries
@@ -163,9 +163,8 @@ def build_tunings(specs: dict[str, tuple[str, Any]], path: Path, suite_name: str
             storage = spec.pop("storage", None)
             need(storage is None or isinstance(storage, str), path, f"tune of {arm}: storage={storage!r} must be a URL")
             space = spec.pop("space", {})
-            tune_seeds = spec.pop("seeds", 2)
-            if isinstance(tune_seeds, int) and not isinstance(tune_seeds, bool) and tune_seeds >= 1:
-                tune_seeds = list(range(max(seeds) + 1, max(seeds) + 1 + tune_seeds))
+            # a count: the seeds after the suite's last one (bounded before the list is made)
+            tune_seeds = seed_list(spec.pop("seeds", 2), path, f"tune of {arm}:", first=max(seeds) + 1)
             own_tasks = [t for t in tasks if (t, arm) in overrides]  # an arm may run on some tasks only
             sw = {"name": f"{suite_name}_{arm}", "scheme": scheme, "tasks": own_tasks, "seeds": tune_seeds,
                   "eval_episodes": eval_episodes or 10, **spec}

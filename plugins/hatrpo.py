@@ -128,9 +128,8 @@ class HATRPO(OnPolicyScheme):
     def check_options(options: dict[str, Any]) -> None:
         """Ranges of the options (called when a config is resolved, before any work)."""
         o = options
+        # The declared ranges (OPTIONS) are checked first; these are the strict ends.
         for bad, need in ((not o["kl_threshold"] > 0, "kl_threshold must be > 0"),
-                          (not 1 <= o["ls_step"] <= 1000, "ls_step must be from 1 to 1000"),
-                          (not 0 <= o["accept_ratio"] <= 1, "accept_ratio must be from 0 to 1"),
                           (not 0 < o["backtrack_coeff"] < 1, "backtrack_coeff must be strictly between 0 and 1")):
             if bad:
                 key = need.split()[0]
@@ -148,10 +147,11 @@ class HATRPO(OnPolicyScheme):
 
 #: HARL's hatrpo.yaml defaults.
 OPTIONS = {
-    "kl_threshold": Option(float, 0.01, "largest mean KL(old || new) of one agent's step"),
-    "ls_step": Option(int, 10, "backtracking line-search steps before the step is given up"),
-    "accept_ratio": Option(float, 0.5, "smallest surrogate gain accepted, as a fraction of the linear prediction"),
-    "backtrack_coeff": Option(float, 0.8, "factor shortening the step at each line-search step"),
+    "kl_threshold": Option(float, 0.01, "largest mean KL(old || new) of one agent's step", low=0, high=1),
+    "ls_step": Option(int, 10, "backtracking line-search steps before the step is given up", low=1, high=1000),
+    "accept_ratio": Option(float, 0.5, "smallest surrogate gain accepted, as a fraction of the linear prediction",
+                           low=0, high=1),
+    "backtrack_coeff": Option(float, 0.8, "factor shortening the step at each line-search step", low=0, high=1),
 }
 SEARCH_SPACE = {
     "scheme.kl_threshold": {"low": 0.001, "high": 0.05, "log": True},

@@ -63,16 +63,18 @@ for _ref in REFERENCES.values():
 OBS_MODES = ("local", "global")
 
 OPTIONS = {
-    "agent_obsk": Option(int, 1, "local observations: observe joints up to this many hops away (0: own joints only)"),
-    "episode_limit": Option(int, 1000, "episode length in steps (a time-limit end is a truncation)"),
+    "agent_obsk": Option(int, 1, "local observations: observe joints up to this many hops away (0: own joints only)",
+                         high=100),
+    "episode_limit": Option(int, 1000, "episode length in steps (a time-limit end is a truncation)",
+                            high=100_000),
     "obs_mode": Option(str, "local", "local: gymnasium-robotics' per-agent observations; "
                                      "global: full state + one-hot agent id (HARL)"),
-    "workers": Option(int, 0, "worker processes for the copies (0: step them in this process)"),
+    "workers": Option(int, 0, "worker processes for the copies (0: step them in this process)", high=1024),
     "fast": Option(bool, True, "batched stepping of the copies and observations by precomputed index gathers "
                                "(equal to gymnasium-robotics' own over whole episodes; false: the package's "
                                "own path, copy by copy)"),
     "threads": Option(int, 1, "with fast=true: threads simulating the copies (MuJoCo runs without Python's lock, "
-                              "so 2 threads on 2 cores simulate up to twice as fast; same results)"),
+                              "so 2 threads on 2 cores simulate up to twice as fast; same results)", high=1024),
     "render": Option(bool, False, "copies draw RGB frames with MuJoCo's offscreen renderer (harness eval --video; "
                                   "headless: MUJOCO_GL=egl); the same episodes"),
 }

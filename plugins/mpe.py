@@ -34,8 +34,9 @@ REFERENCES = {name: _BOUND for name in SCENARIOS}
 
 OPTIONS = {
     "continuous": Option(bool, False, "continuous (Box) actions instead of discrete ones"),
-    "max_cycles": Option(int, 25, "episode length in steps (episodes end by truncation)"),
-    "workers": Option(int, 0, "worker processes for the copies (0: step them in this process)"),
+    "max_cycles": Option(int, 25, "episode length in steps (episodes end by truncation)",
+                         high=100_000),
+    "workers": Option(int, 0, "worker processes for the copies (0: step them in this process)", high=1024),
     "fast": Option(bool, False, "step all copies with the batched NumPy implementation (equal to mpe2, much faster)"),
     "parallel_api": Option(bool, False, "step each copy through PettingZoo's parallel API wrappers instead of "
                                         "driving mpe2's environment directly (identical results, slower)"),

@@ -25,9 +25,10 @@ from harness.options import Option
 OPTIONS = {
     "address": Option(str, "auto", "Ray cluster address: auto (the cluster this machine belongs to) or HOST:PORT"),
     "node_ip_address": Option(str, "", "this machine's address in the cluster, where Ray cannot find it itself"),
-    "cpus_per_run": Option(int, 0, "CPUs each run asks Ray for (0: the run's threads)"),
-    "max_retries": Option(int, 3, "times Ray re-runs a run whose node or worker was lost"),
-    "lock_wait": Option(float, 120.0, "seconds a re-run waits for a lost run's directory lock to be released"),
+    "cpus_per_run": Option(int, 0, "CPUs each run asks Ray for (0: the run's threads)", high=4096),
+    "max_retries": Option(int, 3, "times Ray re-runs a run whose node or worker was lost", high=1000),
+    "lock_wait": Option(float, 120.0, "seconds a re-run waits for a lost run's directory lock to be released",
+                        high=86_400),
 }
 
 

@@ -27,11 +27,11 @@ from harness.options import Option
 OPTIONS = {
     "partition": Option(str, "", "Slurm partition (empty: the cluster's default)"),
     "account": Option(str, "", "Slurm account to charge"),
-    "time_min": Option(int, 60, "time limit of each run's job, in minutes"),
-    "cpus_per_run": Option(int, 0, "CPUs per run's job (0: the run's threads)"),
-    "mem_gb": Option(float, 0.0, "memory per run's job in GB (0: the partition's default)"),
+    "time_min": Option(int, 60, "time limit of each run's job, in minutes", high=525_600),
+    "cpus_per_run": Option(int, 0, "CPUs per run's job (0: the run's threads)", high=4096),
+    "mem_gb": Option(float, 0.0, "memory per run's job in GB (0: the partition's default)", high=1_000_000),
     "sbatch": Option(str, "", "more sbatch settings as key=value;key=value (e.g. qos=high;constraint=avx2)"),
-    "max_retries": Option(int, 3, "times a run whose job ended without finishing is submitted again"),
+    "max_retries": Option(int, 3, "times a run whose job ended without finishing is submitted again", high=1000),
 }
 STOPPED = "harness: stopped by a signal"
 

@@ -22,10 +22,11 @@ from harness.envs import Option, PettingZooVecTask, VecTask, make_vec_task, reso
 from harness.errors import HarnessError
 
 OPTIONS = {
-    "max_cycles": Option(int, 0, "episode length passed to the factory as max_cycles (0: the env's default)"),
+    "max_cycles": Option(int, 0, "episode length passed to the factory as max_cycles (0: the env's default)",
+                         high=100_000),
     "kwargs": Option(str, "{}", "further factory arguments as a JSON object, e.g. '{\"n_evaders\": 4}'"),
     "team_reward": Option(str, "sum", "sum: the sum of the agents' rewards; shared: every agent gets the team reward"),
-    "workers": Option(int, 0, "worker processes for the copies (0: step them in this process)"),
+    "workers": Option(int, 0, "worker processes for the copies (0: step them in this process)", high=1024),
 }
 
 
