@@ -128,9 +128,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             continue  # not asked for by the user: config.json's scheme_fixed records it
         print(f"harness: note: {cfg.scheme} fixes {key}={change['ran']} (you asked {change['asked']})",
               file=sys.stderr)
-    note = run_cfg.budget_note()  # said even with --quiet: the run trains more than asked
-    if note:
-        print(f"harness: note: {note}", file=sys.stderr)
     out = Path(args.out) if args.out else Path("results") / "train" / cfg.task / cfg.scheme / f"seed_{cfg.seed}"
     if args.accept_new_schedule and not args.extend:
         raise HarnessError("--accept-new-schedule goes with --extend")
@@ -139,6 +136,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     # With --extend, the run directory changes only once every check has passed (harness.run_setup).
     trainer = Trainer(cfg, regs, out, progress=not args.quiet, extend=args.extend,
                       accept_new_schedule=args.accept_new_schedule)
+    note = run_cfg.budget_note()  # said even with --quiet, once the run is built: it trains more than asked
+    if note:
+        print(f"harness: note: {note}", file=sys.stderr)
     trainer.run_training()
     from harness.results import RunDir
     # The whole run's evaluations, whether this call started it or resumed it.

@@ -121,7 +121,7 @@ def test_resume(tmp_path, regs, save, capsys):
 
 
 def test_a_buffer_that_cannot_fit_is_refused_before_work_starts(tmp_path):
-    out = subprocess.run([HARNESS, "train", "--scheme", "hasac", "--task", "mpe/simple_spread", "--steps", "1000",
+    out = subprocess.run([HARNESS, "train", "--scheme", "hasac", "--task", "mpe/simple_spread", "--steps", "4000",
                           "--set", "env.continuous=true", "--set", "scheme.buffer_size=1000000000",
                           "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr

@@ -60,7 +60,7 @@ def test_bad_sweep_spaces_are_refused_before_any_trial(tmp_path, space, needle):
     (["--seed", "-1"], "seed=-1 must be an integer from 0 to 2147483647"),
     (["--seed", "99999999999999999999"], "seed=99999999999999999999 must be an integer from 0 to 2147483647"),
     (["--seed", "true"], "seed='true' is not an integer"),
-    (["--set", "rollout_length=1000000000"], "rollout_length=1000000000, n_envs=20, hidden_sizes=[128, 128]); this "
+    (["--set", "rollout_length=1000000000"], "rollout_length=1000000000, n_envs=20, hidden_sizes=[128, 128], eval_envs=10, eval_episodes=20); this "
      "machine has"),
     (["--set", "n_envs=100000000", "--set", "rollout_length=1"], "environments 24414.1 GiB"),  # before building them
     (["--set", "hidden_sizes=200000,200000"], "networks 3576.9 GiB"),
