@@ -105,7 +105,7 @@ def main() -> None:
             t2 = time.perf_counter()
             print(f"{label:26s} {t1 - t0:8.2f} {t2 - t1:8.2f} {(t2 - t1) / (t1 - t0):12.2f}")
         # the same computation: both started from the same parameters and took the same steps
-        gap = max(float((dict(a.named_parameters())[k] - state[0][k][i]).abs().max())
+        gap = max(float((dict(a.named_parameters())[k] - state[0][k][i]).detach().abs().max())
                   for i, a in enumerate(loop_actors) for k in state[0])
         print(f"{label:26s} largest parameter difference after {args.repeats * args.epochs} steps: {gap:.2e}")
 
