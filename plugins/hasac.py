@@ -154,6 +154,7 @@ class HASAC:
         self.rng = np.random.default_rng([config.seed, 211])
         self.replay_capacity, self.warmup_steps = opts["buffer_size"], opts["warmup_steps"]
         self.save_replay = opts["save_replay"]
+        self.device = torch.device("cpu")
 
     @staticmethod
     def check_options(opts: dict[str, Any]) -> None:
@@ -164,6 +165,16 @@ class HASAC:
             raise HarnessError(f"scheme.polyak={opts['polyak']} must be in (0, 1]")
         if not opts["alpha"] > 0 or opts["warmup_steps"] < 0 or opts["update_per_train"] <= 0:
             raise HarnessError("scheme.alpha and scheme.update_per_train must be > 0, scheme.warmup_steps >= 0")
+
+    def to(self, device: torch.device) -> None:
+        """Put every network, the temperatures and the normaliser on ``device`` (samples follow)."""
+        self.device = torch.device(device)
+        for m in [*self.actors, self.critic, self.target_critic, self.value_norm]:
+            if m is not None:
+                m.to(self.device)
+        with torch.no_grad():
+            for la in self.log_alpha:
+                la.data = la.data.to(self.device)
 
     def alpha(self, i: int) -> torch.Tensor:
         """Agent ``i``'s temperature (``i = n_agents``: the critic's)."""
@@ -228,7 +239,7 @@ class HASAC:
         updates = max(1, round(self.opts["update_per_train"] * self.cfg.rollout_length))
         sums: dict[str, float] = {}
         for _ in range(updates):
-            b = replay.sample(self.opts["batch_size"], self.opts["n_step"], self.cfg.gamma, self.rng)
+            b = replay.sample(self.opts["batch_size"], self.opts["n_step"], self.cfg.gamma, self.rng, self.device)
             for k, v in {**self._critic_step(b), **self._actor_steps(b)}.items():
                 sums[k] = sums.get(k, 0.0) + v
             polyak(self.target_critic, self.critic, self.opts["polyak"])
