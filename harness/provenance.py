@@ -95,7 +95,7 @@ def missing_parts(record: dict[str, Any], regs: Any, cfg: Any) -> str | None:
         plugin = str(part.get("plugin") or "")
         entry = recorded.get(plugin)
         source = (f" of plugin {_short(plugin)} ({_short(entry.get('source', '?'))} "
-                  f"{_short(entry.get('spec') or entry.get('file') or '?')})" if entry else
+                  f"{_short(entry.get('spec') or entry.get('file') or '?', 240)})" if entry else
                   f" of plugin {_short(plugin)}" if plugin else "")
         return (f"the run's {kind} {_short(name)}{source} is not registered by the loaded plugins, and a plugin "
                 "a run records is never imported: pass it with --plugin if you trust its code, or install it")

@@ -133,7 +133,7 @@ def test_one_seed_has_no_interval_in_the_tables(tmp_path: Path) -> None:
     write_tree(tmp_path, {("mpe/simple_spread", "happo"): [-10.0], ("mpe/simple_spread", "mappo"): [-20.0]})
     plot_results(tmp_path, tmp_path / "out", references=REFERENCES)
     md = (tmp_path / "out" / "summary.md").read_text()
-    assert "| mpe/simple_spread | happo | 1 | 3000 | -10 | +50 | 0.833 | n = 1: no interval |" in md
+    assert "| mpe/simple_spread | happo | 1 | 3000 | 0 s | -10 | +50 | 0.833 | n = 1: no interval |" in md
     assert "| mpe/simple_spread | happo | mappo | 1, 1 | 10 | 1.000 | undecided | - |" in md
     pairs = pd.read_csv(tmp_path / "out" / "comparisons.csv")
     assert pairs["verdict"].tolist() == ["undecided"] and pairs["seeds_needed"].tolist() == ["-"]
