@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -112,6 +113,36 @@ def test_bench_resumes_after_a_killed_worker_without_duplicates(tmp_path):
         assert RunDir(r).done_file.stat().st_mtime == mtime  # finished runs were not re-run
     assert (out / "plots" / "curves.png").stat().st_size > 10_000
     assert (out / "plots" / "summary.md").read_text().count("mpe/simple_spread") >= 2
+
+
+@pytest.mark.slow
+def test_a_sigkilled_worker_fails_only_its_run_and_the_others_finish(tmp_path):
+    path = write(tmp_path, SUITE.format(steps=750))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([HARNESS, "bench", str(path), "--out", str(out), "--jobs", "2", "--no-plot", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = None
+    run = RunDir(out / "mpe" / "simple_spread" / "happo" / "seed_1")
+    deadline = time.time() + 180
+    while time.time() < deadline and victim is None:
+        time.sleep(0.2)
+        holder = (run.path / ".lock").read_text() if (run.path / ".lock").exists() else ""
+        if holder.startswith("pid ") and run.checkpoint_file.exists() and len(run.rows()) >= 3 and not run.done:
+            victim = int(holder.split()[1])
+            os.kill(victim, signal.SIGKILL)
+    assert victim is not None, "no worker to kill"
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, err
+    failed = [line for line in err.splitlines() if line.startswith("harness: run failed")]
+    assert failed == [f"harness: run failed: happo mpe/simple_spread seed 1: WorkerDied: worker killed by SIGKILL "
+                      f"(process {victim} on {socket.gethostname()})"], err
+    assert "BrokenProcessPool" not in err and "Traceback" not in err
+    for run_path in out.glob("mpe/simple_spread/*/seed_*"):
+        iterations = [int(r["iteration"]) for r in RunDir(run_path).rows()]
+        if run_path == run.path:  # its rows up to its last checkpoint, none twice
+            assert not RunDir(run_path).done and iterations == list(range(len(iterations))), iterations
+        else:  # the others went on in a new pool: finished, each row once
+            assert RunDir(run_path).done and iterations == list(range(16)), (run_path, iterations)
 
 
 def test_an_edited_suite_does_not_reuse_runs_made_with_another_config(tmp_path):
