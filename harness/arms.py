@@ -81,5 +81,6 @@ def load_arms(data: dict[str, Any], schemes: list[str], path: Path, known_scheme
 
 
 def own_settings(table: dict[str, Any]) -> dict[str, Any]:
-    """An arm's own settings (its table, includes merged, without ``tune``/``sweep``): what it changes."""
-    return {k: v for k, v in table.items() if k not in _ARM_KEYS}
+    """An arm's own settings (its table, includes merged, without ``tune``/``sweep``): what it changes.
+    A ``scheme`` table (TOML's dotted ``scheme.kl_threshold = 0.02``) holds scheme options: kept."""
+    return {k: v for k, v in table.items() if k not in _ARM_KEYS or (k == "scheme" and isinstance(v, dict))}

@@ -105,10 +105,13 @@ def _list_of(value: Any, typ: type, path: Path, key: str) -> list:
 
 
 def _no_run_keys(table: dict[str, Any], path: Path, where: str) -> None:
-    """``task``, ``scheme`` and ``seed`` come from [suite]; in an override table they would be ignored."""
-    bad = sorted({"task", "scheme", "seed"} & set(table))
+    """``task``, ``scheme`` and ``seed`` come from [suite]; in an override table they would be ignored.
+    A ``scheme`` table (TOML's dotted ``scheme.kl_threshold = 0.02``) sets scheme options: allowed."""
+    bad = sorted(k for k in {"task", "scheme", "seed"} & set(table) if not (k == "scheme" and isinstance(table[k], dict)))
     if bad:
-        raise HarnessError(f"{path}: {where} sets {bad[0]!r}, which [suite] decides (its tasks, schemes and seeds)")
+        raise HarnessError(f"{path}: {where} sets {bad[0]!r}, which [suite] decides (its tasks, schemes and seeds): "
+                           f"{bad[0]} = {table[bad[0]]!r}" + ("; a scheme option is set as scheme.NAME = value"
+                                                              if bad[0] == "scheme" else ""))
 
 
 def _with_include(table: Any, path: Path, where: str, scheme: str | None = None) -> dict[str, Any]:
@@ -128,7 +131,7 @@ def _with_include(table: Any, path: Path, where: str, scheme: str | None = None)
             included = dict(load_overrides_file(path.parent / f))
         except HarnessError as exc:
             raise HarnessError(f"{path}: {where} include: {exc}") from None
-        made_for = included.pop("scheme", scheme)
+        made_for = included.pop("scheme") if isinstance(included.get("scheme"), str) else scheme
         need(made_for == scheme, path, f"{where} include {f!r} holds the settings of scheme {made_for!r}; "
                                        f"include it in [schemes.{made_for}]")
         merged.update(included)

@@ -32,6 +32,29 @@ class Job:
     cpus: int = 1
 
 
+class WorkerDied(Exception):
+    """A job's worker process died without reporting (killed by a signal, e.g. SIGKILL by the kernel's
+    out-of-memory killer): only that job failed; its run resumes from its last checkpoint when re-run."""
+
+    def __init__(self, pid: int, exitcode: int | None, host: str = "") -> None:
+        self.pid, self.exitcode, self.host = pid, exitcode, host or socket.gethostname()
+        super().__init__(f"worker {self.cause} (process {pid} on {self.host})")
+
+    @property
+    def cause(self) -> str:
+        """``killed by SIGKILL`` for a worker a signal killed, ``exited with code N`` for one that exited."""
+        import signal
+        if self.exitcode is not None and self.exitcode < 0:
+            try:
+                return f"killed by {signal.Signals(-self.exitcode).name}"
+            except ValueError:
+                return f"killed by signal {-self.exitcode}"
+        return f"exited with code {self.exitcode}" if self.exitcode is not None else "died"
+
+    def __reduce__(self) -> tuple:
+        return (WorkerDied, (self.pid, self.exitcode, self.host))
+
+
 class Executor(ABC):
     """Runs :class:`Job` objects and reports each one's result or exception as it ends."""
 
@@ -52,7 +75,8 @@ class Executor(ABC):
     @abstractmethod
     def wait(self, timeout: float) -> list[tuple[Job, Any, BaseException | None]]:
         """Jobs that ended within ``timeout`` seconds as ``(job, result, exception)``; a job cancelled
-        before it started is reported with a ``concurrent.futures.CancelledError``."""
+        before it started is reported with a ``concurrent.futures.CancelledError``, one whose worker
+        process died with a :class:`WorkerDied` (the other jobs go on)."""
 
     @abstractmethod
     def pending(self) -> int:

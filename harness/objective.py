@@ -90,6 +90,8 @@ def make_objective(sweep: Sweep, regs: Registries, progress: bool):
         # A trial re-queued after its worker died keeps the run directories of the trial it retries.
         origin = retry_origin(trial.study._storage.get_trial(trial._trial_id))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        if trial.user_attrs.get("fail_reason"):  # a retry starts with the attributes of the trial it retries
+            trial.set_user_attr("fail_reason", "")
         trial.set_user_attr("run_dir", str(sweep.out / "trials" / str(origin)))
         runs = trial_configs(sweep, params)
         trainers: list[Trainer] = []

@@ -64,8 +64,9 @@ def load_runs(root: str | Path) -> pd.DataFrame:
     """Read every run under ``root`` into one long table of evaluations.
 
     Runs are found by globbing ``**/metrics.csv``; a directory without ``config.json`` is skipped
-    with a warning, as is a run that has no evaluation yet. Task, scheme and seed come from
-    ``config.json`` (falling back to the ``<task>/<scheme>/seed_<k>`` directory names).
+    with a warning, as is a run that has no evaluation yet, one whose ``config.json`` names no task
+    or scheme (no ``config`` table, ``task: 5``) and one with an evaluation return that is not finite.
+    Task and scheme come from ``config.json``, the seed from it or the ``seed_<k>`` directory name.
 
     Returns one row per evaluation with columns ``task``, ``scheme``, ``seed``, ``run_dir``,
     ``env_versions`` (the versions of :data:`ENV_PACKAGES`, as one string), ``env_steps`` and
@@ -110,6 +111,10 @@ def _load_run(path: Path) -> pd.DataFrame | None:
     if record is None:
         warnings.warn(f"skipping {path}: it has metrics.csv but no config.json", stacklevel=3)
         return None
+    problem = _config_problem(record)
+    if problem:
+        warnings.warn(f"skipping {path}: {problem}", stacklevel=3)
+        return None
     meta = _run_identity(path, record)
     if meta is None:
         warnings.warn(f"skipping {path}: no seed in config.json or in the directory name", stacklevel=3)
@@ -126,6 +131,12 @@ def _load_run(path: Path) -> pd.DataFrame | None:
     if rows.empty:
         warnings.warn(f"skipping {path}: no evaluation rows in metrics.csv yet", stacklevel=3)
         return None
+    infinite = rows[~np.isfinite(rows["eval_return"])]
+    if not infinite.empty:  # one such row would make every mean and interval of its task inf
+        first = infinite.iloc[0]
+        warnings.warn(f"skipping {path}: metrics.csv has eval_return={first['eval_return']} at env_steps="
+                      f"{int(first['env_steps'])}, which is not a finite number", stacklevel=3)
+        return None
     rows["env_steps"] = rows["env_steps"].astype("int64")
     for key, value in meta.items():
         rows[key] = value
@@ -140,7 +151,8 @@ def _absolute_return(run: RunDir) -> tuple[float, bool]:
     that chose the policy)."""
     try:
         record = json.loads(read_text(run.absolute_file))
-        return float(record["absolute_return"]), "start_states" not in record
+        value = float(record["absolute_return"])
+        return (value if math.isfinite(value) else float("nan")), "start_states" not in record
     except (OSError, ValueError, KeyError, TypeError):
         return float("nan"), False
 
@@ -151,6 +163,23 @@ def config_hash(config: dict[str, Any]) -> str:
     in the run's config digest: :func:`harness.config.comparable`), so older runs hash as they did."""
     rest = comparable(config, drop=("seed",))
     return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _config_problem(record: Any) -> str:
+    """Why a run's config.json cannot say which task and scheme the run is of ('' when it can): the
+    directory names are no substitute (they would name a made-up task)."""
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        got = record.get("config") if isinstance(record, dict) else record
+        return f"config.json has no config table (config={got!r}); a run records {{\"config\": {{\"task\": ...}}}}"
+    cfg = record["config"]
+    task = cfg.get("task")
+    if not isinstance(task, str) or not task.strip():
+        return f"config.json task={task!r} is not a task name (a string such as mpe/simple_spread)"
+    arm = record.get("arm")
+    scheme = cfg.get("scheme")
+    if not (isinstance(arm, dict) and isinstance(arm.get("name"), str)) and not (isinstance(scheme, str) and scheme):
+        return f"config.json scheme={scheme!r} is not a scheme name (e.g. happo)"
+    return ""
 
 
 def _run_identity(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:

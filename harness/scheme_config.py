@@ -4,8 +4,10 @@ A scheme registers ``options={"kl_threshold": Option(float, 0.01, "help"), ...}`
 ``scheme.kl_threshold=0.02``, in a suite's ``[config]`` or searched by a sweep) and ``fixed={"ppo_epochs":
 1}`` for core keys it does not use as configured. :func:`resolve_scheme_config` turns a config into
 what runs: the options filled with their defaults and type-checked (and range-checked by the
-scheme class's ``check_options(options)`` when it has one), the fixed keys set, so the config
-(and its digest, and ``config.json``) says what ran. It is idempotent, and every place that compares
+scheme class's ``check_options(options)`` when it has one), the fixed keys set, and the task
+options given (``env.NAME``) converted to the types the task family declares (``"true"``, ``True`` and
+``1`` for a boolean option are one value), so the config (and its digest, and ``config.json``) says
+what ran and equal settings hash equal. It is idempotent, and every place that compares
 a run with what a suite asks resolves first.
 """
 
@@ -16,7 +18,8 @@ import math
 from typing import Any
 
 from harness.config import FIELDS, TrainConfig, apply_override
-from harness.options import Option, resolve
+from harness.options import Option, coerce, resolve
+from harness.tasks import split_task
 from harness.errors import HarnessError, PluginError
 
 
@@ -43,6 +46,7 @@ def resolve_scheme_config(cfg: TrainConfig, regs: Any) -> dict[str, dict[str, An
     """Fill ``cfg.scheme_options`` with the scheme's defaults (an unknown name or a wrong type is a
     one-line error naming the scheme and what it accepts) and set the keys it fixes. Returns the fixed
     keys whose asked value differed, ``{key: {"asked": a, "ran": b}}``, for the run's record."""
+    cfg.env = typed_task_options(cfg, regs)
     entry = regs.schemes.get(cfg.scheme)
     options, fixed = declared(entry)
     given = {**{k: o.default for k, o in options.items()}, **cfg.scheme_options}  # defaults converted too
@@ -63,6 +67,18 @@ def resolve_scheme_config(cfg: TrainConfig, regs: Any) -> dict[str, dict[str, An
             changed[key] = {"asked": asked, "ran": getattr(cfg, key)}
     cfg.validate()
     return changed
+
+
+def typed_task_options(cfg: TrainConfig, regs: Any) -> dict[str, Any]:
+    """``cfg.env`` with each option its task family declares in the declared type (a value that does
+    not convert is a one-line error naming it); names the family does not declare are left for the
+    task's own check, and so is a task or family that is not registered."""
+    try:
+        schema = regs.tasks.get(split_task(cfg.task)[0]).extra.get("options") or {}
+    except HarnessError:
+        return dict(cfg.env)
+    return {k: coerce(f"env.{k}", v, schema[k].type) if isinstance(schema.get(k), Option) else v
+            for k, v in cfg.env.items()}
 
 
 def option_help(regs: Any) -> dict[str, list[str]]:

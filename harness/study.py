@@ -141,6 +141,26 @@ def requeue_interrupted(study) -> list[int]:
     return retried
 
 
+def fail_trials_of(sweep: Sweep, storage: str | None, worker: str, reason: str) -> list[int]:
+    """Mark the running trials of ``worker`` (``host:pid``, a process that died without reporting)
+    failed, with ``reason`` as their ``fail_reason``, and re-queue each as its heartbeat would have;
+    return their numbers."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+    study = existing_study(sweep, storage)
+    if study is None:
+        return []
+    st = study._storage
+    numbers = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("worker") == worker:
+            st.set_trial_user_attr(t._trial_id, "fail_reason", mask_secrets(reason))
+            if st.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                RetryHeartbeatStaleTrialCallback(max_retry=sweep.max_retry)(study, st.get_trial(t._trial_id))
+            numbers.append(t.number)
+    return numbers
+
+
 def retry_origin(trial: Any) -> int:
     """The number of the trial that ``trial`` (a frozen trial) retries, through any chain of retries
     (its own number when it is no retry); a retry keeps that trial's run directories."""

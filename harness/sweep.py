@@ -44,11 +44,11 @@ from typing import Any
 from harness.config import MAX_TRIALS, check_count
 from harness.dispatch import dispatch, failed
 from harness.errors import HarnessError
-from harness.executor import Job, make_executor
+from harness.executor import Job, WorkerDied, make_executor
 from harness.objective import make_objective
 from harness.plugins import load_plugins
 from harness.results import check_writable
-from harness.study import (check_storage, finished_trials, mask_url, open_study, requeue_interrupted, study_trials,
+from harness.study import (check_storage, fail_trials_of, finished_trials, mask_url, open_study, requeue_interrupted, study_trials,
                            trial_counts)
 from harness.sweep_file import Dimension, Sweep, load_sweep, parse_dimension, sweep_from_data
 from harness.sweep_outputs import write_outputs
@@ -99,6 +99,8 @@ def _run_workers(sweep: Sweep, storage: str | None, total: int, jobs: int, progr
         print(f"sweep workers: {runner.resources()}", file=sys.stderr)
 
     def on_end(job: Job, _: Any, exc: BaseException | None) -> None:
+        if isinstance(exc, WorkerDied):  # its trial says why it failed, and is retried
+            fail_trials_of(shared, storage, f"{exc.host}:{exc.pid}", str(exc))
         if failed(exc):
             failures.append(f"worker {job.key}: {exc}")
     dispatch(runner, [Job(k, worker, (shared, storage, total, k, progress)) for k in range(jobs)], shared.out, on_end)

@@ -75,7 +75,7 @@ def write_tables(df: pd.DataFrame, tables: Tables, out: Path) -> list[Path]:
     aggregate_long(tables.iqm, tables.improvement).to_csv(paths["aggregate.csv"], index=False)
     tables.comparisons.to_csv(paths["comparisons.csv"], index=False)
     paths["summary.md"].write_text(summary_markdown(tables))
-    paths["marl_eval.json"].write_text(json.dumps(to_marl_eval(df), indent=2))
+    paths["marl_eval.json"].write_text(json.dumps(finite_or_null(to_marl_eval(df)), indent=2, allow_nan=False))
     paths["provenance.json"].write_text(json.dumps(provenance(df), indent=2, sort_keys=True))
     if not tables.attribution.empty:
         paths["attribution.csv"] = out / "attribution.csv"
@@ -84,6 +84,18 @@ def write_tables(df: pd.DataFrame, tables: Tables, out: Path) -> list[Path]:
 
 
 # -- summary.md ------------------------------------------------------------------------------------
+
+def finite_or_null(value: Any) -> Any:
+    """``value`` (nested dicts and lists) with every float that is not finite made None, so that it
+    can be written as strict JSON (``Infinity`` and ``NaN`` are not JSON)."""
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
 
 def _fmt(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e5 else f"{x:.3e}"

@@ -158,3 +158,19 @@ def test_suites_writing_into_one_tree_keep_each_others_rungs(tmp_path):
     (tmp_path / "attribution.json").write_text("{not json")
     with pytest.raises(HarnessError, match="attribution.json: not a list of rungs"):
         read_rungs(tmp_path)
+
+
+def test_dotted_scheme_options_in_scheme_and_arm_tables_are_scheme_options(tmp_path, regs):
+    (tmp_path / "best.toml").write_text("lr = 0.0007\nscheme.kl_threshold = 0.04\n")
+    extra = ('[schemes.hatrpo]\nscheme.kl_threshold = 0.02\n'
+             '[arms.quoted]\nscheme = "hatrpo"\n"scheme.kl_threshold" = 0.03\n'
+             '[arms.included]\nscheme = "hatrpo"\ninclude = "best.toml"\n')
+    suite = load_suite(write(tmp_path, tiny_suite(100, schemes=("hatrpo",), seeds="1", extra=extra)),
+                       tmp_path / "out", regs)
+    from harness.config import build_config
+    got = {r.arm: build_config(r.overrides).scheme_options for r in suite.runs}
+    assert got == {"hatrpo": {"kl_threshold": 0.02}, "quoted": {"kl_threshold": 0.03},
+                   "included": {"kl_threshold": 0.04}}
+    bad = write(tmp_path, tiny_suite(100, schemes=("hatrpo",), extra='[schemes.hatrpo]\nseed = 3\n'), "bad.toml")
+    with pytest.raises(HarnessError, match=r"\[schemes.hatrpo\] sets 'seed', which \[suite\] decides .*: seed = 3$"):
+        load_suite(bad, tmp_path / "out", regs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -114,6 +115,36 @@ def test_bench_resumes_after_a_killed_worker_without_duplicates(tmp_path):
     assert (out / "plots" / "summary.md").read_text().count("mpe/simple_spread") >= 2
 
 
+@pytest.mark.slow
+def test_a_sigkilled_worker_fails_only_its_run_and_the_others_finish(tmp_path):
+    path = write(tmp_path, SUITE.format(steps=750))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([HARNESS, "bench", str(path), "--out", str(out), "--jobs", "2", "--no-plot", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = None
+    run = RunDir(out / "mpe" / "simple_spread" / "happo" / "seed_1")
+    deadline = time.time() + 180
+    while time.time() < deadline and victim is None:
+        time.sleep(0.2)
+        holder = (run.path / ".lock").read_text() if (run.path / ".lock").exists() else ""
+        if holder.startswith("pid ") and run.checkpoint_file.exists() and len(run.rows()) >= 3 and not run.done:
+            victim = int(holder.split()[1])
+            os.kill(victim, signal.SIGKILL)
+    assert victim is not None, "no worker to kill"
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, err
+    failed = [line for line in err.splitlines() if line.startswith("harness: run failed")]
+    assert failed == [f"harness: run failed: happo mpe/simple_spread seed 1: WorkerDied: worker killed by SIGKILL "
+                      f"(process {victim} on {socket.gethostname()})"], err
+    assert "BrokenProcessPool" not in err and "Traceback" not in err
+    for run_path in out.glob("mpe/simple_spread/*/seed_*"):
+        iterations = [int(r["iteration"]) for r in RunDir(run_path).rows()]
+        if run_path == run.path:  # its rows up to its last checkpoint, none twice
+            assert not RunDir(run_path).done and iterations == list(range(len(iterations))), iterations
+        else:  # the others went on in a new pool: finished, each row once
+            assert RunDir(run_path).done and iterations == list(range(16)), (run_path, iterations)
+
+
 def test_an_edited_suite_does_not_reuse_runs_made_with_another_config(tmp_path):
     path = write(tmp_path, SUITE.format(steps=50).replace("seeds = 2", "seeds = 1"))
     out = tmp_path / "out"
@@ -156,3 +187,37 @@ def test_train_refusal_names_the_differing_keys(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"harness: error: {str(tmp_path / 'r')!r} holds a run with a different config "
                                    "(clip 0.2 -> 0.1, env.continuous (unset) -> \"true\"); use another --out")
+
+
+def test_task_options_that_mean_the_same_give_one_digest(tmp_path, regs):
+    from harness.scheme_config import resolved
+    from harness.config import build_config
+    digests = set()
+    for value in ("true", "True", "1", "yes", True, 1):
+        literal = f'"{value}"' if isinstance(value, str) else str(value).lower()
+        text = SUITE.format(steps=100) + f'[tasks."mpe/simple_spread"]\n"env.continuous" = {literal}\n'
+        suite = load_suite(write(tmp_path, text), tmp_path / "out", regs)
+        cfg = resolved(build_config(suite.runs[0].overrides), regs)
+        assert cfg.env == {"continuous": True}
+        digests.add(cfg.digest())
+    assert len(digests) == 1
+    bad = write(tmp_path, SUITE.format(steps=100) + '[tasks."mpe/simple_spread"]\n"env.continuous" = "maybe"\n',
+                "bad.toml")
+    with pytest.raises(HarnessError, match=r"env.continuous='maybe' is not a boolean \(use true or false\)"):
+        load_suite(bad, tmp_path / "out", regs)
+
+
+def test_a_run_trained_with_set_string_is_the_same_run_as_a_suites_bool(tmp_path):
+    out = tmp_path / "out"
+    run = out / "mpe" / "simple_spread" / "happo" / "seed_1"
+    suite = write(tmp_path, tiny_suite(50, schemes=("happo",), seeds="1", extra="[config.env]\ncontinuous = true\n"))
+    flags = ["--set", "threads=1", "--set", "eval_interval=1", "--set", "eval_episodes=2", "--set", "n_envs=2",
+             "--set", "rollout_length=25", "--set", "eval_envs=2", "--set", "hidden_sizes=16",
+             "--set", "checkpoint_interval=1"]
+    train = subprocess.run([HARNESS, "train", "--scheme", "happo", "--task", "mpe/simple_spread", "--steps", "50",
+                            "--seed", "1", "--out", str(run), "--quiet", "--set", "env.continuous=true"] + flags,
+                           capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr
+    dry = subprocess.run([HARNESS, "bench", str(suite), "--out", str(out), "--dry-run"], capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    assert f"-> {run} [finished]" in dry.stdout, dry.stdout

@@ -308,3 +308,37 @@ def test_training_time_is_the_sum_of_collection_and_updates(tmp_path: Path) -> N
     files = plot_results(tmp_path, tmp_path / "plots", x_axis="wall", references={})
     assert tmp_path / "plots" / "curves.png" in files
     assert "training time" in (tmp_path / "plots" / "summary.md").read_text()
+
+
+def test_non_finite_returns_and_configs_without_a_task_are_skipped_by_name(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "results")
+    bad = write_run(root / "bad", "mpe/simple_spread", "happo", 4, -10.0)
+    (bad / "metrics.csv").write_text((bad / "metrics.csv").read_text().replace("3000,-11,-10,", "3000,-11,inf,"))
+    no_config = write_run(root / "noconfig", "mpe/simple_spread", "happo", 5, -10.0)
+    record = json.loads((no_config / "config.json").read_text())
+    (no_config / "config.json").write_text(json.dumps({k: v for k, v in record.items() if k != "config"}))
+    numeric = write_run(root / "numeric", "mpe/simple_spread", "happo", 6, -10.0)
+    record = json.loads((numeric / "config.json").read_text())
+    record["config"]["task"] = 5
+    (numeric / "config.json").write_text(json.dumps(record))
+    # A finite run whose absolute metric has an infinite episode: kept, the episode written as null.
+    absolute = root / "mpe_simple_spread" / "happo" / "seed_1" / "absolute.json"
+    absolute.write_text('{"absolute_return": Infinity, "returns": [1.0, Infinity], "start_states": "x"}')
+    with pytest.warns(UserWarning) as caught:
+        plot_results(root, tmp_path / "plots", references=REFERENCES)
+    skipped = sorted(str(w.message) for w in caught if "skipping" in str(w.message))
+    assert skipped == sorted([
+        f"skipping {bad}: metrics.csv has eval_return=inf at env_steps=3000, which is not a finite number",
+        f"skipping {no_config}: config.json has no config table (config=None); a run records "
+        '{"config": {"task": ...}}',
+        f"skipping {numeric}: config.json task=5 is not a task name (a string such as mpe/simple_spread)"])
+    assert all("\n" not in m for m in skipped)
+    summary = pd.read_csv(tmp_path / "plots" / "summary.csv")
+    assert np.isfinite(summary["mean"]).all() and set(summary["n_seeds"]) == {3}
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not strict JSON: {constant}")
+    exported = json.loads((tmp_path / "plots" / "marl_eval.json").read_text(), parse_constant=refuse)
+    assert set(exported) == {"mpe", "mamujoco"} and sorted(exported["mpe"]["simple_spread"]["happo"]) == [
+        "run_1", "run_2", "run_3"]
+    assert exported["mpe"]["simple_spread"]["happo"]["run_1"]["absolute_metrics"] == {"return": [1.0, None]}

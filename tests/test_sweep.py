@@ -389,3 +389,36 @@ def test_two_workers_share_a_journal_file_study(tmp_path):
     assert len({t.number for t in trials}) == len(trials)
     assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)  # no trial ran twice
     assert not (out / "study.db").exists() and (out / "best.toml").exists()
+
+
+@pytest.mark.slow
+def test_a_sigkilled_sweep_worker_fails_its_trial_saying_why(tmp_path):
+    path = write_sweep(tmp_path, steps=3000, seeds=1, evaluations=4, sweep='pruner = "none"\n')
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "harness.cli", "sweep", str(path), "--out", str(out), "--trials", "3", "--jobs", "2",
+           "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    victim = None
+    deadline = time.time() + 180
+    while victim is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if (out / "study.db").exists():
+            try:
+                running = [t for t in trials_of(path, out) if t.state == TrialState.RUNNING and "worker" in t.user_attrs
+                           and (Path(t.user_attrs["run_dir"]) / "mpe").exists()]
+            except Exception:  # noqa: BLE001 - the study is still being created
+                continue
+            if running:
+                victim = running[0]
+                os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    assert victim is not None, proc.stderr.read() if proc.poll() is not None else "no trial ran"
+    _, err = proc.communicate(timeout=600)
+    pid = victim.user_attrs["worker"].rsplit(":", 1)[1]
+    assert f"worker killed by SIGKILL (process {pid} on " in err and "Traceback" not in err, err
+    trials = {t.number: t for t in trials_of(path, out)}
+    killed = trials[victim.number]
+    assert killed.state == TrialState.FAIL
+    assert killed.user_attrs["fail_reason"] == f"worker killed by SIGKILL (process {pid} on {socket.gethostname()})"
+    retries = [t for t in trials.values() if t.system_attrs.get("retry_history") == [victim.number]]
+    assert len(retries) == 1 and retries[0].params == killed.params
+    assert not retries[0].user_attrs.get("fail_reason") or retries[0].state == TrialState.FAIL
