@@ -186,7 +186,7 @@ def test_train_refusal_names_the_differing_keys(tmp_path):
     proc = subprocess.run(base + ["--set", "clip=0.1", "--set", "env.continuous=true"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"harness: error: {str(tmp_path / 'r')!r} holds a run with a different config "
-                                   "(clip 0.2 -> 0.1, env.continuous (unset) -> \"true\"); use another --out")
+                                   "(clip 0.2 -> 0.1, env.continuous (unset) -> true); use another --out")
 
 
 def test_task_options_that_mean_the_same_give_one_digest(tmp_path, regs):
