@@ -81,7 +81,7 @@ SPLIT = str(Path(__file__).parent / "plugins" / "split_lengths.py")
 def test_an_exception_in_a_plugins_code_during_train_names_the_plugin(tmp_path, debug):
     """A task whose step() raises mid-run: one line naming the plugin, the function and the line;
     the traceback only with --debug."""
-    args = ["--debug"] * debug + ["train", "--plugin", SPLIT, "--task", "split/raises", "--steps", "200",
+    args = ["--debug"] * debug + ["train", "--plugin", SPLIT, "--task", "split/raises", "--steps", "4000",
                                   "--out", str(tmp_path / "run"), "--quiet"]
     out = _harness(dict(os.environ), *args)
     assert out.returncode == 2
