@@ -134,7 +134,7 @@ def test_a_file_that_is_not_a_checkpoint_is_named_so(tmp_path, mpe_run):
 def test_eval_stops_at_once_on_sigterm(tmp_path, mpe_run):
     import signal
     import time
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "eval", str(mpe_run), "--episodes", "100000000"],
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "eval", str(mpe_run), "--episodes", "1000000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(8)
     proc.send_signal(signal.SIGTERM)
