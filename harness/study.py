@@ -158,6 +158,12 @@ def fail_trials_of(sweep: Sweep, storage: str | None, worker: str, reason: str) 
             if st.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 RetryHeartbeatStaleTrialCallback(max_retry=sweep.max_retry)(study, st.get_trial(t._trial_id))
             numbers.append(t.number)
+    # A retry is queued with the attributes of the trial it retries: it has not failed (nor run) yet.
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if t.system_attrs.get("retry_history", [None])[-1] in numbers:
+            for key in ("fail_reason", "worker"):
+                if t.user_attrs.get(key):
+                    st.set_trial_user_attr(t._trial_id, key, "")
     return numbers
 
 

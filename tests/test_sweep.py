@@ -422,3 +422,18 @@ def test_a_sigkilled_sweep_worker_fails_its_trial_saying_why(tmp_path):
     retries = [t for t in trials.values() if t.system_attrs.get("retry_history") == [victim.number]]
     assert len(retries) == 1 and retries[0].params == killed.params
     assert not retries[0].user_attrs.get("fail_reason") or retries[0].state == TrialState.FAIL
+
+
+def test_a_queued_retry_does_not_carry_the_reason_of_the_trial_it_retries(tmp_path):
+    from harness.study import fail_trials_of, open_study
+    sweep = load_sweep(write_sweep(tmp_path), tmp_path / "out")
+    study = open_study(sweep, None, resume=False)
+    trial = study.ask({"clip": optuna.distributions.CategoricalDistribution((0.1, 0.2))})
+    trial.set_user_attr("worker", "vm:123")
+    assert fail_trials_of(sweep, None, "vm:123", "worker killed by SIGKILL (process 123 on vm)") == [trial.number]
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[trial.number].state == TrialState.FAIL
+    assert trials[trial.number].user_attrs["fail_reason"] == "worker killed by SIGKILL (process 123 on vm)"
+    (retry,) = [t for t in trials.values() if t.number != trial.number]
+    assert retry.state == TrialState.WAITING and retry.params == trials[trial.number].params
+    assert not retry.user_attrs.get("fail_reason") and not retry.user_attrs.get("worker")
