@@ -206,3 +206,30 @@ def test_check_plugin_passes_settings_to_the_schemes_checks():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 1
     assert "FAIL  scheme hasac: changes the actors' parameters" in out.stdout
+
+
+FORGETFUL = '''
+import copy
+from harness import hookimpl
+from harness_plugins.hasac import HASAC, OPTIONS
+
+class Forgetful(HASAC):
+    def load_state_dict(self, state):
+        fresh = copy.deepcopy(self.critic_optimizer.state_dict())
+        super().load_state_dict(state)
+        self.critic_optimizer.load_state_dict(fresh)  # forgets Adam's moments: a resume is not exact
+
+@hookimpl
+def register_schemes(register):
+    register("forgetful", Forgetful, options=OPTIONS,
+             kit={"scheme.warmup_steps": 50, "scheme.batch_size": 32, "scheme.update_per_train": 0.1})
+'''
+
+
+def test_the_kit_catches_a_scheme_that_does_not_resume_exactly(tmp_path):
+    plugin = tmp_path / "forgetful.py"
+    plugin.write_text(FORGETFUL)
+    checks = {c.what: c for c in check_scheme(load_plugins([str(plugin)]), "forgetful")}
+    bad = checks["resumes exactly (a run stopped after a checkpoint and resumed writes the rows of one that was not)"]
+    assert not bad.ok and "iteration 3 differs after a resume" in bad.detail, bad.detail
+    assert checks["state_dict() survives a weights-only save and load; load_state_dict() restores the policy"].ok
