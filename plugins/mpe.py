@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import functools
 import importlib
+import tomllib
+from pathlib import Path
 from typing import Any
 
 from harness.hookspecs import hookimpl
 from harness.options import Option, resolve_options
 from harness.task_api import PettingZooVecTask, VecTask, make_vec_task
+
+#: HARL's tuned HASAC settings for the continuous tasks (``tuned = true`` in suites).
+TUNED_FILE = Path(__file__).with_name("mpe_tuned.toml")
 
 # Normalisation ceilings (harness.references): MPE's rewards are negative distances (and collision
 # penalties), so no team return exceeds 0; the ceiling is that bound.
@@ -127,8 +132,17 @@ def make_task(scenario: str, n_envs: int, seed: int, options: dict[str, Any], st
     return make_vec_task(build, n_envs, opts["workers"])
 
 
+def tuned_overrides(task: str) -> dict[str, Any]:
+    """HARL's tuned config overrides for ``task`` (``mpe/simple_spread``): only HASAC's, under
+    ``schemes.hasac`` (HARL's tuned on-policy MPE settings are the harness's defaults)."""
+    if "/" not in task:
+        task = f"mpe/{task}"
+    with TUNED_FILE.open("rb") as f:
+        return tomllib.load(f).get(task, {})
+
+
 @hookimpl
 def register_tasks(register):
-    register("mpe", make_task, scenarios=tuple(SCENARIOS), options=OPTIONS,
+    register("mpe", make_task, scenarios=tuple(SCENARIOS), options=OPTIONS, tuned=tuned_overrides,
              smoke=("simple_speaker_listener", {}), references=REFERENCES,
              description="MPE particle tasks from mpe2 (team reward = sum of agent rewards)")

@@ -60,3 +60,23 @@ def test_the_paper_suites_run_hatrpo_with_harls_tuned_settings(name, tmp_path):
                 (0.2, 5, 1, 5e-4, False)
             assert kl == {"mamujoco/Hopper-3x1": 0.001, "mamujoco/Walker2d-6x1": 0.005}.get(task, kl)
         assert (cfg.ppo_epochs, cfg.actor_minibatches, cfg.entropy_coef) == (1, 1, 0.0)  # fixed by the scheme
+
+
+def test_the_hasac_suite_runs_harls_tuned_hasac_on_one_evaluation_schedule(tmp_path):
+    from harness.scheme_config import resolved
+    suite = load_suite(ROOT / "benchmarks/hasac_small.toml", tmp_path)
+    assert suite.schemes == ["happo", "mappo", "hasac"]
+    mpe = resolved(_cfg(suite, "mpe/simple_spread", "hasac"), suite.regs)
+    hc = resolved(_cfg(suite, "mamujoco/HalfCheetah-2x3", "hasac"), suite.regs)
+    # HARL's tuned_configs/.../hasac: lr 5e-4 and 20-step returns on MPE, 1e-3 and 10 on HalfCheetah-2x3
+    assert (mpe.lr, mpe.scheme_options["n_step"], mpe.env["continuous"]) == (5e-4, 20, True)
+    assert (hc.lr, hc.scheme_options["n_step"], hc.env["obs_mode"]) == (1e-3, 10, "global")
+    for cfg in (mpe, hc):
+        assert (cfg.rollout_length, cfg.hidden_sizes, cfg.value_norm) == (50, [256, 256], False)
+        assert (cfg.scheme_options["batch_size"], cfg.scheme_options["auto_alpha"]) == (1000, True)
+    # HAPPO keeps the harness's (HARL's) MPE defaults: the hasac table applies to HASAC's runs only
+    assert _cfg(suite, "mpe/simple_spread", "happo").rollout_length == 200
+    for task in suite.tasks:  # every arm is evaluated every 40,000 environment steps
+        for scheme in suite.schemes:
+            cfg = _cfg(suite, task, scheme)
+            assert cfg.eval_interval * cfg.n_envs * cfg.rollout_length == 40_000, (task, scheme)
