@@ -175,23 +175,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.video is not None:  # every check of the video before the scoring
             recording = eval_run.open_video(trainer, args.video, args.video_episodes, args.fps, args.frame_step)
         result = eval_run.score(trainer)
+        if not args.json:
+            _print_score(result, args.policy)  # before the video: a video that fails loses no score
         if recording is not None:
-            result["video"] = recording.play()
+            try:
+                result["video"] = recording.play()
+            except BaseException:
+                if args.json:
+                    print(json.dumps(result, indent=2), flush=True)
+                raise
     finally:
         if recording is not None:
             recording.close()
         trainer.close()
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        ci = "no interval" if result["ci95"] is None else "95% t-interval [{:.2f}, {:.2f}]".format(*result["ci95"])
-        print(f"{result['scheme']} on {result['task']} ({args.policy} policy, seed {result['seed']}): mean return "
-              f"{result['mean']:.2f}, {ci} over {result['episodes']} episodes")
-        if "video" in result:
-            v = result["video"]
-            print(f"wrote {v['video']}: {v['frames']} frames drawn at {v['fps']:g} fps, episode return(s) "
-                  + ", ".join(f"{r:.2f}" for r in v["returns"]))
+    elif "video" in result:
+        v = result["video"]
+        print(f"wrote {v['video']}: {v['frames']} frames drawn at {v['fps']:g} fps, episode return(s) "
+              + ", ".join(f"{r:.2f}" for r in v["returns"]))
     return 0
+
+
+def _print_score(result: dict, policy: str) -> None:
+    """The line of ``harness eval``'s score: mean return and its interval over the episodes."""
+    ci = "no interval" if result["ci95"] is None else "95% t-interval [{:.2f}, {:.2f}]".format(*result["ci95"])
+    print(f"{result['scheme']} on {result['task']} ({policy} policy, seed {result['seed']}): mean return "
+          f"{result['mean']:.2f}, {ci} over {result['episodes']} episodes", flush=True)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +65,58 @@ def test_a_name_with_a_newline_or_nul_is_refused_and_makes_no_directory(tmp_path
     res = harness("bench" if kind == "suite" else "sweep", path, cwd=tmp_path)
     one_error(res, f"[{kind}] name={shown}", "printable characters", "a newline or a NUL byte")
     assert not (tmp_path / "results").exists()
+
+
+TINY = ["--task", "mpe/simple_spread", "--set", "n_envs=2", "--set", "rollout_length=50", "--set", "eval_interval=2",
+        "--set", "eval_episodes=2", "--set", "eval_envs=2", "--set", "hidden_sizes=16", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A finished 200-step run (2 iterations)."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    res = harness("train", *TINY, "--steps", 200, "--out", out)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+def test_eval_video_into_a_read_only_directory_is_refused_before_scoring(trained, tmpfs, suffix):
+    ro = tmpfs("ro,size=1m")
+    res = harness("eval", trained, "--video", ro / f"v{suffix}")
+    one_error(res, f"--video '{ro / f'v{suffix}'}': cannot write there (Read-only file system)")
+    assert "mean return" not in res.stdout  # refused before the episodes are scored
+    assert not list(ro.iterdir())
+
+
+def fill_when_partial_appears(directory: Path, stop: threading.Event) -> None:
+    """Once a partial video in ``directory`` holds its first frame, fill the rest of its disk."""
+    while not stop.is_set():
+        if any(p.stat().st_size > 0 for p in directory.glob(".*.partial.*")):
+            with open(directory / "filler", "wb") as fh:
+                try:
+                    while True:
+                        fh.write(b"\0" * 4096)
+                        fh.flush()
+                except OSError:
+                    return
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_eval_video_onto_a_disk_that_fills_keeps_the_score_and_is_one_line(trained, tmpfs, json_output):
+    mnt = tmpfs("size=2m")
+    stop = threading.Event()
+    filler = threading.Thread(target=fill_when_partial_appears, args=(mnt, stop), daemon=True)
+    filler.start()
+    try:
+        res = harness("eval", trained, "--episodes", 200, "--video", mnt / "v.gif", *(["--json"] if json_output else []))
+    finally:
+        stop.set()
+        filler.join(5)
+    one_error(res, f"--video '{mnt / 'v.gif'}': writing frame", "No space left on device", "no video was written")
+    if json_output:
+        assert json.loads(res.stdout)["episodes"] == 200 and "video" not in json.loads(res.stdout)
+    else:
+        assert "mean return" in res.stdout and "over 200 episodes" in res.stdout
+    assert sorted(p.name for p in mnt.iterdir()) == ["filler"]  # no partial video left
