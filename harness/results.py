@@ -65,12 +65,19 @@ def fsync_dir(path: Path) -> None:
 
 
 def check_writable(path: Path, what: str = "output directory") -> None:
-    """Create directory ``path`` and write a probe file in it, or raise a one-line error."""
+    """Create directory ``path`` and write a probe file in it, or raise a one-line error. The probe's
+    name is new to each call (:func:`tempfile.mkstemp`), so processes probing one directory at once
+    (the workers of a suite, before any lock is taken) never remove each other's probe."""
+    import tempfile
+
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_bytes(b"x" * 4096)
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=path)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(b"x" * 4096)
+        finally:
+            os.unlink(probe)
     except OSError as exc:
         raise HarnessError(f"cannot write to {what} {str(path)!r}: {exc.strerror or exc}") from None
 

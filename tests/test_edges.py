@@ -120,3 +120,50 @@ def test_eval_video_onto_a_disk_that_fills_keeps_the_score_and_is_one_line(train
     else:
         assert "mean return" in res.stdout and "over 200 episodes" in res.stdout
     assert sorted(p.name for p in mnt.iterdir()) == ["filler"]  # no partial video left
+
+
+PROBER = """
+import sys, time
+from pathlib import Path
+from harness.errors import HarnessError
+from harness.results import check_writable
+directory, go, probes = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+while not go.exists():
+    time.sleep(0.001)
+failed = []
+for _ in range(probes):
+    try:
+        check_writable(directory)
+    except HarnessError as exc:
+        failed.append(str(exc))
+print(len(failed), failed[:1])
+"""
+
+
+def test_processes_probing_one_directory_at_once_never_fail_each_other(tmp_path):
+    directory, go = tmp_path / "out", tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", PROBER, str(directory), str(go), "1500"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    time.sleep(3)  # every process has imported the harness and waits
+    go.touch()
+    outputs = [p.communicate(timeout=TIMEOUT) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert [out.split(" ", 1)[0] for out, _ in outputs] == ["0"] * 4, outputs
+    assert list(directory.iterdir()) == []  # every probe removed
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` and its bytes."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_extending_a_read_only_run_is_one_line_and_changes_nothing(tmpfs):
+    mnt = tmpfs("size=16m")
+    run = mnt / "run"
+    assert harness("train", *TINY, "--steps", 200, "--out", run).returncode == 0
+    before = snapshot(run)
+    assert subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True).returncode == 0
+    res = harness("train", *TINY, "--steps", 400, "--out", run, "--extend")
+    one_error(res, f"cannot write to output directory {str(run)!r}: Read-only file system")
+    assert snapshot(run) == before
