@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 import subprocess
@@ -167,3 +168,17 @@ def test_extending_a_read_only_run_is_one_line_and_changes_nothing(tmpfs):
     res = harness("train", *TINY, "--steps", 400, "--out", run, "--extend")
     one_error(res, f"cannot write to output directory {str(run)!r}: Read-only file system")
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("seed", ["abc", -1, True, 2**40])
+def test_plot_skips_a_run_whose_seed_is_not_a_seed_by_name(trained, tmp_path, seed):
+    good, bad = tmp_path / "tree" / "good", tmp_path / "tree" / "bad"
+    shutil.copytree(trained, good)
+    shutil.copytree(trained, bad)
+    record = json.loads((bad / "config.json").read_text())
+    record["config"]["seed"] = seed
+    (bad / "config.json").write_text(json.dumps(record))
+    res = harness("plot", tmp_path / "tree", "--out", tmp_path / "plots")
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert f"skipping {bad}: config.json seed={seed!r} is not a seed (an integer from 0 to 2147483647)" in res.stderr
+    assert (tmp_path / "plots" / "summary.csv").read_text().count("mpe/simple_spread") == 1  # the good run
