@@ -182,3 +182,61 @@ def test_plot_skips_a_run_whose_seed_is_not_a_seed_by_name(trained, tmp_path, se
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     assert f"skipping {bad}: config.json seed={seed!r} is not a seed (an integer from 0 to 2147483647)" in res.stderr
     assert (tmp_path / "plots" / "summary.csv").read_text().count("mpe/simple_spread") == 1  # the good run
+
+
+@pytest.mark.parametrize("table, line, key, instead", [
+    ("space", "seed = { low = 1, high = 5 }", "seed", "[sweep] seeds"),
+    ("space", 'task = { choices = ["mpe/simple_spread", "mpe/simple_reference"] }', "task", "[sweep] tasks"),
+    ("space", "steps = { low = 50, high = 500 }", "steps", "[sweep] steps"),
+    ("config", "seed = 3", "seed", "[sweep] seeds"),
+    ("config", "steps = 500", "steps", "[sweep] steps"),
+    ("config", 'task = "mpe/simple_reference"', "task", "[sweep] tasks"),
+])
+def test_sweep_keys_the_sweep_decides_are_refused_naming_what_to_use(tmp_path, table, line, key, instead):
+    text = tiny_sweep("decided", 50, 1, 1)
+    text = text + line + "\n" if table == "space" else text.replace("[space]", line + "\n[space]")
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    one_error(harness("sweep", path, "--out", tmp_path / "out"),
+              f"[{table}] sets {key!r}, which the sweep decides for every trial; use {instead} instead")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_integer_task_option_is_sampled_as_an_integer(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(tiny_sweep("ints", 50, 2, 1) + "env.max_cycles = { low = 10, high = 30 }\n")
+    res = harness("sweep", path, "--out", tmp_path / "out", "--quiet")
+    assert res.returncode == 0, res.stderr
+    import csv
+    rows = list(csv.DictReader((tmp_path / "out" / "trials.csv").open()))
+    assert len(rows) == 2 and all(r["state"] == "COMPLETE" for r in rows), rows
+    assert all(r["params_env.max_cycles"].isdigit() and 10 <= int(r["params_env.max_cycles"]) <= 30 for r in rows)
+    # Float bounds for an integer option are refused before any trial.
+    path.write_text(tiny_sweep("ints", 50, 2, 1) + "env.max_cycles = { low = 10.0, high = 30 }\n")
+    one_error(harness("sweep", path, "--out", tmp_path / "out2"),
+              "env.max_cycles is an integer option: low=10.0 and high=30 must be integers")
+    assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("where", ["config", "space"])
+def test_a_sweep_on_cuda_without_cuda_is_refused_before_any_trial(tmp_path, where):
+    text = tiny_sweep("cuda", 50, 2, 1)
+    text = (text.replace("[space]", 'device = "cuda"\n[space]') if where == "config"
+            else text + 'device = { choices = ["cpu", "cuda"] }\n')
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    one_error(harness("sweep", path, "--out", tmp_path / "out"),
+              "device='cuda': CUDA is not available on this machine", "use device=cpu or device=auto")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--executor-option", "foo=1"], "executor 'local' has no option 'foo'; its options: (none)"),
+    (["--address", "auto"], "executor 'local' has no option 'address'; its options: (none)"),
+])
+def test_executor_options_at_one_local_worker_are_not_ignored(tmp_path, args, needle):
+    path = tmp_path / "sweep.toml"
+    path.write_text(tiny_sweep("opts", 50, 1, 1))
+    one_error(harness("sweep", path, "--out", tmp_path / "out", "--jobs", 1, *args), needle)
+    assert not (tmp_path / "out").exists()
