@@ -134,18 +134,17 @@ class RunDir:
             raise HarnessError(f"output directory {str(self.path)!r} has {_size(free)} free; this run needs about "
                                f"{_size(needed_bytes)} for its checkpoints and logs")
 
-    def read_config(self) -> dict[str, Any] | None:
-        """The run's config.json, None when there is none; a damaged one is a one-line error."""
+    def read_config(self, advice: str = "restore it or move the run directory aside") -> dict[str, Any] | None:
+        """The run's config.json, None when there is none; a damaged one is a one-line error ending
+        in ``advice``."""
         if not self.config_file.exists():
             return None
         try:
             record = json.loads(read_text(self.config_file, "json"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HarnessError(f"{self.config_file}: not valid JSON ({exc}); restore it or move the run "
-                               "directory aside") from None
+            raise HarnessError(f"{self.config_file}: not valid JSON ({exc}); {advice}") from None
         if not isinstance(record, dict):
-            raise HarnessError(f"{self.config_file}: holds a {type(record).__name__}, not a JSON object; "
-                               "restore it or move the run directory aside")
+            raise HarnessError(f"{self.config_file}: holds a {type(record).__name__}, not a JSON object; {advice}")
         return record
 
     def require_config(self, what: str = "") -> dict[str, Any]:

@@ -240,3 +240,16 @@ def test_executor_options_at_one_local_worker_are_not_ignored(tmp_path, args, ne
     path.write_text(tiny_sweep("opts", 50, 1, 1))
     one_error(harness("sweep", path, "--out", tmp_path / "out", "--jobs", 1, *args), needle)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content, detail", [('{"config": {', "not valid JSON"), ("[1]", "holds a list, not a JSON object")])
+@pytest.mark.parametrize("target", ["run", "best.pt"])
+def test_init_from_a_run_with_a_damaged_config_names_the_source_run(trained, tmp_path, content, detail, target):
+    source = tmp_path / "source"
+    shutil.copytree(trained, source)
+    (source / "config.json").write_text(content)
+    spec = source if target == "run" else source / "best.pt"
+    res = harness("train", *TINY, "--steps", 100, "--out", tmp_path / "new", "--set", f"init_from={spec}")
+    one_error(res, f"init_from={str(spec)!r}: best.pt is in run {str(source)!r}, whose config.json cannot be read: "
+                   f"{source / 'config.json'}: {detail}", "restore it, or copy best.pt out of that run")
+    assert not (tmp_path / "new").exists()  # refused before the new run directory is made
