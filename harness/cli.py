@@ -375,6 +375,20 @@ def build_parser(help_wanted: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def _stopped_line(command: str, exc: "stopping.Interrupted") -> str:
+    """What a stopped command kept, truthfully: ``eval`` writes nothing to resume; work stopped where
+    it was (a second signal, a task call that hung) was not checkpointed at the stop."""
+    if command == "eval":
+        return (f"eval stopped by {exc}: the evaluation was not finished and nothing was written "
+                "(there is nothing to resume; re-run it to score the policy)")
+    if exc.at_once:
+        return (f"stopped by {exc} at once ({exc.at_once}): the running work was not checkpointed at the stop; "
+                "the checkpoints and rows it wrote before are kept, and queued work was not started; "
+                "re-run the same command to resume")
+    return ("stopped by {}: running work was checkpointed and queued work not started; re-run the same "
+            "command to resume").format(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from harness import stopping
 
@@ -399,8 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"harness: error: {mask_secrets(str(exc))}", file=sys.stderr)
         return 2
     except stopping.Interrupted as exc:
-        print(f"harness: stopped by {exc}: running work was checkpointed and queued work not started; "
-              "re-run the same command to resume", file=sys.stderr)
+        print(f"harness: {_stopped_line(args.command, exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; finished checkpoints and metrics are kept, re-run the command to resume",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import threading
 import time
 import subprocess
@@ -253,3 +254,91 @@ def test_init_from_a_run_with_a_damaged_config_names_the_source_run(trained, tmp
     one_error(res, f"init_from={str(spec)!r}: best.pt is in run {str(source)!r}, whose config.json cannot be read: "
                    f"{source / 'config.json'}: {detail}", "restore it, or copy best.pt out of that run")
     assert not (tmp_path / "new").exists()  # refused before the new run directory is made
+
+
+HANGING = f'''
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {str(ROOT / "tests" / "plugins")!r})
+from harness import hookimpl
+from split_lengths import SplitLengths
+
+MARK = Path(__file__).with_name("hanging")
+
+
+class Hanging(SplitLengths):
+    """Works for a few iterations (checkpoints are written), then its third reset or its 160th step
+    (those of the evaluation copies, evaluated every iteration) never returns."""
+
+    resets = 0
+
+    def _hang(self):
+        MARK.touch()
+        while True:
+            time.sleep(0.05)
+
+    def reset(self, episodes=None):
+        self.resets += 1
+        if self.fault == "reset" and self.resets >= 3:
+            self._hang()
+        return super().reset(episodes)
+
+    def step(self, actions):
+        if self.fault == "step" and self.steps >= 160:
+            self._hang()
+        return super().step(actions)
+
+
+@hookimpl
+def register_tasks(register):
+    register("hang", lambda scenario, n_envs, seed, options, stream=0: Hanging(scenario, n_envs),
+             scenarios=("step", "reset"), description="a task whose step or reset hangs")
+'''
+
+
+@pytest.mark.parametrize("call", ["step", "reset"])
+def test_a_hung_task_stops_within_seconds_on_one_sigterm_and_says_nothing_was_checkpointed(tmp_path, call):
+    plugin = tmp_path / "hang.py"
+    plugin.write_text(HANGING)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "train", "--plugin", str(plugin), "--task",
+                             f"hang/{call}", "--steps", "10000", "--out", str(tmp_path / "run"), "--quiet",
+                             "--set", "n_envs=2", "--set", "rollout_length=25", "--set", "eval_interval=1",
+                             "--set", "eval_episodes=2", "--set", "eval_envs=2",
+                             "--set", "hidden_sizes=16", "--set", "checkpoint_interval=1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "hanging").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "hanging").exists(), proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert time.monotonic() - sent < 15
+    last = err.strip().splitlines()[-1]
+    assert last == (f"harness: stopped by SIGTERM at once (the task's {call}() had not returned 5 s after the stop "
+                    "was asked): the running work was not checkpointed at the stop; the checkpoints and rows it "
+                    "wrote before are kept, and queued work was not started; re-run the same command to resume"), err
+    assert "Traceback" not in err
+    assert (tmp_path / "run" / "checkpoint.pt").exists()  # the one written before the hang is kept
+
+
+def test_eval_stopped_by_sigterm_says_it_has_nothing_to_resume(trained):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "eval", str(trained), "--episodes", "1000000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        time.sleep(6)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines() == [
+        "harness: eval stopped by SIGTERM: the evaluation was not finished and nothing was written (there is "
+        "nothing to resume; re-run it to score the policy)"], err
+    assert "checkpointed" not in err and out == ""
