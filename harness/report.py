@@ -105,7 +105,7 @@ def _load_run(path: Path) -> pd.DataFrame | None:
     run = RunDir(path)
     try:
         record = run.read_config()
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, HarnessError) as exc:  # damaged: the other runs are still plotted
         warnings.warn(f"skipping {path}: config.json is unreadable ({exc})", stacklevel=3)
         return None
     if record is None:

@@ -143,6 +143,8 @@ class RunDir:
             record = json.loads(read_text(self.config_file, "json"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise HarnessError(f"{self.config_file}: not valid JSON ({exc}); {advice}") from None
+        except RecursionError:  # the decoder recurses once per level of nesting
+            raise HarnessError(f"{self.config_file}: nested too deeply to be a run's config.json; {advice}") from None
         if not isinstance(record, dict):
             raise HarnessError(f"{self.config_file}: holds a {type(record).__name__}, not a JSON object; {advice}")
         return record

@@ -342,3 +342,21 @@ def test_eval_stopped_by_sigterm_says_it_has_nothing_to_resume(trained):
         "harness: eval stopped by SIGTERM: the evaluation was not finished and nothing was written (there is "
         "nothing to resume; re-run it to score the policy)"], err
     assert "checkpointed" not in err and out == ""
+
+
+DEEP_JSON = '{"config": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+
+@pytest.mark.parametrize("content, detail", [(DEEP_JSON, "nested too deeply to be a run's config.json"),
+                                             ('{"config": {', "not valid JSON")])
+def test_a_damaged_or_deeply_nested_config_json_is_skipped_by_plot_and_one_line_for_eval(trained, tmp_path, content,
+                                                                                           detail):
+    good, bad = tmp_path / "tree" / "good", tmp_path / "tree" / "bad"
+    shutil.copytree(trained, good)
+    shutil.copytree(trained, bad)
+    (bad / "config.json").write_text(content)
+    res = harness("plot", tmp_path / "tree", "--out", tmp_path / "plots")
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert f"skipping {bad}: config.json is unreadable ({bad / 'config.json'}: {detail}" in res.stderr
+    assert (tmp_path / "plots" / "summary.csv").read_text().count("mpe/simple_spread") == 1
+    one_error(harness("eval", bad), f"{bad / 'config.json'}: {detail}")
