@@ -382,9 +382,9 @@ def _stopped_line(command: str, exc: "stopping.Interrupted") -> str:
         return (f"eval stopped by {exc}: the evaluation was not finished and nothing was written "
                 "(there is nothing to resume; re-run it to score the policy)")
     if exc.at_once:
-        return (f"stopped by {exc} at once ({exc.at_once}): the running work was not checkpointed at the stop; "
-                "the checkpoints and rows it wrote before are kept, and queued work was not started; "
-                "re-run the same command to resume")
+        return (f"stopped by {exc} ({exc.at_once}): that work stopped where it was, without a checkpoint at the "
+                "stop, and keeps the checkpoints and rows it wrote before; any other running work was checkpointed "
+                "and queued work not started; re-run the same command to resume")
     return ("stopped by {}: running work was checkpointed and queued work not started; re-run the same "
             "command to resume").format(exc)
 

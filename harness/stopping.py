@@ -44,10 +44,12 @@ def requested() -> int | None:
 
 
 def request(signum: int = signal.SIGTERM) -> None:
-    """Ask the work in this process to stop at its next check."""
+    """Ask the work in this process to stop at its next check (and watch for a task call that hangs
+    meanwhile: :func:`_watch_for_hang`)."""
     global _requested
     if _requested is None:
         _requested = int(signum)
+        _watch_for_hang(int(signum))
 
 
 def reset() -> None:
@@ -98,6 +100,8 @@ def _watch_for_hang(signum: int) -> None:
             if call is None or call is not seen:
                 seen, since = call, time.monotonic()
             elif time.monotonic() - since >= HANG_S:
+                if signal.getsignal(signum) is not _handler:  # no handler of ours to raise in the main thread
+                    return
                 _forced = (f"the task's {call.f_code.co_name}() had not returned {HANG_S:g} s after the "
                            "stop was asked")
                 signal.pthread_kill(main, signum)
@@ -110,7 +114,6 @@ def _handler(signum: int, _frame: Any) -> None:
     if _requested is not None:  # asked twice, or a task call hangs: stop now
         raise Interrupted(signum, _forced or "a second signal")
     request(signum)
-    _watch_for_hang(signum)
 
 
 def install(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:

@@ -320,9 +320,10 @@ def test_a_hung_task_stops_within_seconds_on_one_sigterm_and_says_nothing_was_ch
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert time.monotonic() - sent < 15
     last = err.strip().splitlines()[-1]
-    assert last == (f"harness: stopped by SIGTERM at once (the task's {call}() had not returned 5 s after the stop "
-                    "was asked): the running work was not checkpointed at the stop; the checkpoints and rows it "
-                    "wrote before are kept, and queued work was not started; re-run the same command to resume"), err
+    assert last == (f"harness: stopped by SIGTERM (the task's {call}() had not returned 5 s after the stop was "
+                    "asked): that work stopped where it was, without a checkpoint at the stop, and keeps the "
+                    "checkpoints and rows it wrote before; any other running work was checkpointed and queued work "
+                    "not started; re-run the same command to resume"), err
     assert "Traceback" not in err
     assert (tmp_path / "run" / "checkpoint.pt").exists()  # the one written before the hang is kept
 
@@ -360,3 +361,31 @@ def test_a_damaged_or_deeply_nested_config_json_is_skipped_by_plot_and_one_line_
     assert f"skipping {bad}: config.json is unreadable ({bad / 'config.json'}: {detail}" in res.stderr
     assert (tmp_path / "plots" / "summary.csv").read_text().count("mpe/simple_spread") == 1
     one_error(harness("eval", bad), f"{bad / 'config.json'}: {detail}")
+
+
+def test_a_bench_whose_task_hangs_stops_within_seconds_naming_the_runs_stopped_without_a_checkpoint(tmp_path):
+    plugin = tmp_path / "hang.py"
+    plugin.write_text(HANGING)
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'[suite]\nname = "hb"\nschemes = ["happo"]\ntasks = ["hang/step"]\nseeds = 1\nsteps = 10000\n'
+                     f'eval_interval = 1\neval_episodes = 2\nplugins = ["{plugin}"]\n[config]\nn_envs = 2\n'
+                     "rollout_length = 25\neval_envs = 2\nhidden_sizes = [16]\ncheckpoint_interval = 1\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "bench", str(suite), "--out", str(tmp_path / "out"),
+                             "--jobs", "1", "--quiet", "--no-plot"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "hanging").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "hanging").exists(), proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGTERM)  # to the bench only: it stops its worker
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert time.monotonic() - sent < 15
+    assert err.strip().splitlines()[-1].startswith(
+        "harness: stopped by SIGTERM (happo hang/step seed 1: the task's step() had not returned 5 s after the stop "
+        "was asked): that work stopped where it was, without a checkpoint at the stop"), err
