@@ -205,8 +205,8 @@ def check_name(name: Any, path: Path, what: str) -> str:
     printable characters (no NUL byte, newline or other control character, no path separator)."""
     ok = (isinstance(name, str) and name.strip() and name not in (".", "..") and "/" not in name
           and "\\" not in name and name.isprintable())
-    need(bool(ok), path, f"[{what}] name={name!r} must be a non-empty name of printable characters, without '/', "
-                         "'\\', a newline or a NUL byte (it names the results directory)")
+    need(bool(ok), path, f"[{what}] name={name!r} must be a non-empty name without '/', '\\', a newline, a NUL "
+                         "byte or another control character (it names the results directory)")
     return name
 
 

@@ -65,7 +65,8 @@ def test_a_name_with_a_newline_or_nul_is_refused_and_makes_no_directory(tmp_path
     text = tiny_suite(50) if kind == "suite" else tiny_sweep("x", 50, 1, 1)
     path.write_text(text.replace('name = "tiny"', f'name = "{name}"').replace('name = "x"', f'name = "{name}"'))
     res = harness("bench" if kind == "suite" else "sweep", path, cwd=tmp_path)
-    one_error(res, f"[{kind}] name={shown}", "printable characters", "a newline or a NUL byte")
+    one_error(res, f"[{kind}] name={shown} must be a non-empty name without '/'", "a newline, a NUL byte or another "
+                   "control character")
     assert not (tmp_path / "results").exists()
 
 
