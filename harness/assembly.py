@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from harness.config import TrainConfig
-from harness.continuation import init_file
+from harness.continuation import init_source
 from harness.devices import move_scheme, resolve_device
 from harness.errors import PluginError, plugin_call
 from harness.memory import check_memory, check_replay
@@ -65,7 +65,7 @@ def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
     device = resolve_device(cfg.device)
     check_threads(cfg.threads)
     if cfg.init_from:
-        init_file(cfg.init_from)  # a missing file is an error before the run directory is made
+        init_source(cfg.init_from)  # a missing file or a damaged source run: an error before the run directory is made
     limit_threads(cfg.threads)
     seed_everything(cfg.seed)
     # A huge n_envs or eval_envs is refused before its copies exhaust the machine (and before the run

@@ -175,23 +175,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.video is not None:  # every check of the video before the scoring
             recording = eval_run.open_video(trainer, args.video, args.video_episodes, args.fps, args.frame_step)
         result = eval_run.score(trainer)
+        if not args.json:
+            _print_score(result, args.policy)  # before the video: a video that fails loses no score
         if recording is not None:
-            result["video"] = recording.play()
+            try:
+                result["video"] = recording.play()
+            except BaseException:
+                if args.json:
+                    print(json.dumps(result, indent=2), flush=True)
+                raise
     finally:
         if recording is not None:
             recording.close()
         trainer.close()
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        ci = "no interval" if result["ci95"] is None else "95% t-interval [{:.2f}, {:.2f}]".format(*result["ci95"])
-        print(f"{result['scheme']} on {result['task']} ({args.policy} policy, seed {result['seed']}): mean return "
-              f"{result['mean']:.2f}, {ci} over {result['episodes']} episodes")
-        if "video" in result:
-            v = result["video"]
-            print(f"wrote {v['video']}: {v['frames']} frames drawn at {v['fps']:g} fps, episode return(s) "
-                  + ", ".join(f"{r:.2f}" for r in v["returns"]))
+    elif "video" in result:
+        v = result["video"]
+        print(f"wrote {v['video']}: {v['frames']} frames drawn at {v['fps']:g} fps, episode return(s) "
+              + ", ".join(f"{r:.2f}" for r in v["returns"]))
     return 0
+
+
+def _print_score(result: dict, policy: str) -> None:
+    """The line of ``harness eval``'s score: mean return and its interval over the episodes."""
+    ci = "no interval" if result["ci95"] is None else "95% t-interval [{:.2f}, {:.2f}]".format(*result["ci95"])
+    print(f"{result['scheme']} on {result['task']} ({policy} policy, seed {result['seed']}): mean return "
+          f"{result['mean']:.2f}, {ci} over {result['episodes']} episodes", flush=True)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -365,6 +375,20 @@ def build_parser(help_wanted: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def _stopped_line(command: str, exc: "stopping.Interrupted") -> str:
+    """What a stopped command kept, truthfully: ``eval`` writes nothing to resume; work stopped where
+    it was (a second signal, a task call that hung) was not checkpointed at the stop."""
+    if command == "eval":
+        return (f"eval stopped by {exc}: the evaluation was not finished and nothing was written "
+                "(there is nothing to resume; re-run it to score the policy)")
+    if exc.at_once:
+        return (f"stopped by {exc} ({exc.at_once}): that work stopped where it was, without a checkpoint at the "
+                "stop, and keeps the checkpoints and rows it wrote before; any other running work was checkpointed "
+                "and queued work not started; re-run the same command to resume")
+    return ("stopped by {}: running work was checkpointed and queued work not started; re-run the same "
+            "command to resume").format(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from harness import stopping
 
@@ -389,8 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"harness: error: {mask_secrets(str(exc))}", file=sys.stderr)
         return 2
     except stopping.Interrupted as exc:
-        print(f"harness: stopped by {exc}: running work was checkpointed and queued work not started; "
-              "re-run the same command to resume", file=sys.stderr)
+        print(f"harness: {_stopped_line(args.command, exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; finished checkpoints and metrics are kept, re-run the command to resume",

@@ -201,10 +201,12 @@ def plugin_list(plugins: Any, path: Path, what: str) -> list[str]:
 
 
 def check_name(name: Any, path: Path, what: str) -> str:
-    """A suite's or sweep's ``name``: it names a directory under results/, so a plain non-empty name."""
-    ok = isinstance(name, str) and name.strip() and name not in (".", "..") and "/" not in name and "\\" not in name
-    need(bool(ok), path, f"[{what}] name={name!r} must be a non-empty name without '/' (it names the results "
-                         "directory)")
+    """A suite's or sweep's ``name``: it names a directory under results/, so a plain non-empty name of
+    printable characters (no NUL byte, newline or other control character, no path separator)."""
+    ok = (isinstance(name, str) and name.strip() and name not in (".", "..") and "/" not in name
+          and "\\" not in name and name.isprintable())
+    need(bool(ok), path, f"[{what}] name={name!r} must be a non-empty name without '/', '\\', a newline, a NUL "
+                         "byte or another control character (it names the results directory)")
     return name
 
 
@@ -305,19 +307,46 @@ def parse_set(items: list[str], flag: str = "--set") -> list[tuple[str, str]]:
     return pairs
 
 
+#: The deepest nesting of arrays and tables a suite, sweep or config file may have. The harness's own
+#: files nest four levels at most; a deeper file is refused before any code walks it recursively.
+MAX_TOML_DEPTH = 32
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """How deeply ``value``'s lists and dicts nest (a scalar is 0), counted without recursion and
+    stopping once past ``limit``."""
+    deepest, stack = 0, [(value, 0)]
+    while stack and deepest <= limit:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
 def read_toml(path: str | Path, what: str) -> dict[str, Any]:
-    """A TOML file's contents; a missing file or bad TOML is a one-line error naming ``what`` it is."""
+    """A TOML file's contents; a missing file, bad TOML or arrays and tables nested deeper than
+    :data:`MAX_TOML_DEPTH` are a one-line error naming ``what`` it is."""
     import tomllib
 
     path = Path(path)
     if not path.is_file():
         raise HarnessError(f"{what} file {str(path)!r} does not exist")
+    too_deep = (f"{path}: arrays or tables nested more than {MAX_TOML_DEPTH} levels deep; a {what} file "
+                "nests a few levels at most")
     try:
-        return tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text())
     except UnicodeDecodeError:
         raise HarnessError(f"{path}: not a text file (a {what} file is TOML text)") from None
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # the parser recurses once per level
+        raise HarnessError(too_deep) from None
+    if nesting_depth(data, MAX_TOML_DEPTH) > MAX_TOML_DEPTH:
+        raise HarnessError(too_deep)
+    return data
 
 
 def need(cond: bool, path: Path, message: str) -> None:

@@ -424,6 +424,9 @@ def components(regs: Registries, name: str) -> list[tuple[str, str]]:
         for entry in registry:
             if entry.plugin == name or entry.name == name or entry.plugin in from_dist:
                 out.append((kind, entry.name))
+    broken = [name] if name in regs.failed else regs.failed_distributions.get(name, [])
+    if not out and broken:
+        raise HarnessError(f"plugin {broken[0]!r} cannot be checked: {regs.failed[broken[0]]}")
     if not out:
         plugins = sorted({e.plugin for r in (regs.tasks, regs.networks, regs.schemes) for e in r})
         dists = sorted({r["distribution"] for r in regs.plugins if r.get("distribution")})

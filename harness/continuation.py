@@ -80,6 +80,20 @@ def init_file(spec: str) -> Path:
     return path
 
 
+def init_source(spec: str) -> dict[str, Any]:
+    """The ``config.json`` of the run that the ``init_from`` file belongs to ({} when there is none).
+    A damaged one is a one-line error that says the problem is in that source run, not in the file."""
+    path = init_file(spec)
+    source = RunDir(path.parent)
+    advice = (f"restore it, or copy {path.name} out of that run and give init_from the copy")
+    try:
+        return source.read_config(advice) or {}
+    except (HarnessError, OSError) as exc:
+        detail = str(exc) if isinstance(exc, HarnessError) else f"{source.config_file}: {exc.strerror or exc}"
+        raise HarnessError(f"init_from={spec!r}: {path.name} is in run {str(source.path)!r}, whose config.json "
+                           f"cannot be read: {detail}") from None
+
+
 def load_init(spec: str, scheme: Any) -> dict[str, Any]:
     """Load the scheme state ``spec`` names into ``scheme``; return what config.json records of it."""
     path = init_file(spec)
@@ -92,7 +106,7 @@ def load_init(spec: str, scheme: Any) -> dict[str, Any]:
     except Exception as exc:
         raise HarnessError(f"init_from={spec!r}: {path.name} does not fit this run's networks ({reason(exc)}); "
                            "start from a run of the same task, scheme and network sizes") from None
-    source = RunDir(path.parent).read_config() or {}
+    source = init_source(spec)
     best = state.get("best")
     return {"file": str(path.resolve()), "sha256": file_sha256(str(path)),
             "source_config_digest": source.get("config_digest"),

@@ -37,6 +37,7 @@ def dispatch(runner: Executor, jobs: list[Job], out: Path, on_end: OnEnd,
     every job as it ends. ``follow``, when given, is entered once the output tree is checked and left
     when the jobs have ended (or were killed): it may yield a function, called after every ``poll``
     seconds of waiting (a progress display)."""
+    at_once: list[str] = []  # why jobs stopped where they were (a task that hung), not at a checkpoint
     try:
         runner.check_output(out)
         with follow() if follow is not None else contextlib.nullcontext() as tick:
@@ -48,6 +49,8 @@ def dispatch(runner: Executor, jobs: list[Job], out: Path, on_end: OnEnd,
                         runner.stop()  # queued jobs are cancelled; running ones checkpoint and stop
                         stopped = True
                     for job, result, exc in runner.wait(poll):
+                        if isinstance(exc, stopping.Interrupted) and exc.at_once:
+                            at_once.append(f"{getattr(job.key, 'label', job.key)}: {exc.at_once}")
                         on_end(job, result, exc)
                     if tick is not None:
                         tick()
@@ -56,4 +59,6 @@ def dispatch(runner: Executor, jobs: list[Job], out: Path, on_end: OnEnd,
                 raise
     finally:
         runner.close()
-    stopping.check()
+    signum = stopping.requested()
+    if signum is not None:
+        raise stopping.Interrupted(signum, "; ".join(at_once) or None)

@@ -93,11 +93,18 @@ class Executor(ABC):
         """Release the executor's processes or connections (waits for running jobs to end)."""
 
 
+def executor_options(regs: Any, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options of registered executor ``name``: ``options`` checked against the ones it declares
+    and converted to their types, the rest at their defaults (one-line errors for bad ones)."""
+    entry = regs.executors.get(name)
+    return resolve(entry.extra.get("options") or {}, options, lambda k: f"executor option {k}",
+                   lambda k, known: f"executor {name!r} has no option {k!r}; its options: {', '.join(known) or '(none)'}")
+
+
 def make_executor(regs: Any, name: str, jobs: int | None, options: dict[str, Any]) -> Executor:
     """The registered executor ``name`` with its options checked (one-line errors for bad ones)."""
     entry = regs.executors.get(name)
-    opts = resolve(entry.extra.get("options") or {}, options, lambda k: f"executor option {k}",
-                   lambda k, known: f"executor {name!r} has no option {k!r}; its options: {', '.join(known) or '(none)'}")
+    opts = executor_options(regs, name, options)
     with plugin_call(f"plugin {entry.plugin!r}: executor {name!r} could not start:"):
         runner = entry.factory(jobs, opts)
     if not isinstance(runner, Executor):

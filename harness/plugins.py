@@ -39,6 +39,10 @@ class Registries:
     loggers: Registry = field(default_factory=lambda: Registry("logger"))
     # One record per loaded plugin (see :func:`plugin_record`), in load order.
     plugins: list[dict[str, Any]] = field(default_factory=list)
+    #: Installed plugins that failed to import (name -> why), and the distributions they came from
+    #: (distribution -> plugin names), for commands that name a plugin (``check-plugin``).
+    failed: dict[str, str] = field(default_factory=dict)
+    failed_distributions: dict[str, list[str]] = field(default_factory=dict)
 
     def emit(self, hook: str, **kwargs: Any) -> None:
         """Call every plugin's implementation of event hook ``hook`` (a plugin that raises is named)."""
@@ -123,6 +127,21 @@ DISABLE_ENV = "HARNESS_DISABLE_PLUGINS"
 MAIN_PID_ENV = "HARNESS_MAIN_PID"
 
 
+#: Installed plugins whose failure to import this process has warned about: each is said once, however
+#: many times the plugins are loaded (``bench`` loads them for the suite and again for its runs).
+_WARNED: set[str] = set()
+
+
+def _warn_failed(name: str, why: str) -> None:
+    """The one-line warning that installed plugin ``name`` was skipped, once per process, and only in
+    the ``harness`` command's own process (its workers load the same plugins)."""
+    if name in _WARNED or os.environ.get(MAIN_PID_ENV, str(os.getpid())) != str(os.getpid()):
+        return
+    _WARNED.add(name)
+    print(f"harness: warning: plugin {name!r} skipped: {why} (disable it with --disable-plugin {name})",
+          file=sys.stderr)
+
+
 def disabled_plugins() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
@@ -138,6 +157,7 @@ def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Regist
     pm.add_hookspecs(hookspecs)
     records: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
+    failed_dists: dict[str, list[str]] = {}
     disabled = disabled_plugins()
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -147,9 +167,9 @@ def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Regist
                 module = ep.load()
             except Exception as exc:
                 failed[ep.name] = f"entry point {ep.value} failed to import: {describe(exc)}"
-                if os.environ.get(MAIN_PID_ENV, str(os.getpid())) == str(os.getpid()):
-                    print(f"harness: warning: plugin {ep.name!r} skipped: {failed[ep.name]} (disable it with "
-                          f"--disable-plugin {ep.name})", file=sys.stderr)
+                if ep.dist is not None and ep.dist.name != ep.name:
+                    failed_dists.setdefault(ep.dist.name, []).append(ep.name)
+                _warn_failed(ep.name, failed[ep.name])
                 continue
             if pm.is_registered(module):
                 continue
@@ -174,7 +194,8 @@ def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Regist
         name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
         known = ", ".join(sorted(n for n in dir(hookspecs) if getattr(getattr(hookspecs, n), "happo_harness_spec", None)))
         raise PluginError(f"plugin {name!r} implements an unknown hook ({exc}); known hooks: {known}") from exc
-    regs = Registries(Registry("task family"), Registry("network"), Registry("scheme"), pm, plugins=records)
+    regs = Registries(Registry("task family"), Registry("network"), Registry("scheme"), pm, plugins=records,
+                      failed=failed, failed_distributions=failed_dists)
     for registry in (regs.tasks, regs.networks, regs.schemes, regs.executors, regs.loggers):
         registry.failed = failed
     _call_registration(pm, "register_tasks", regs.tasks)

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from harness.comparability import ENV_PACKAGES, RUN_COLUMNS, check_comparable, check_versions, format_versions
-from harness.config import comparable
+from harness.config import MAX_SEED, comparable
 from harness.errors import HarnessError
 from harness.provenance import UNKNOWN
 from harness.results import RunDir
@@ -105,7 +105,7 @@ def _load_run(path: Path) -> pd.DataFrame | None:
     run = RunDir(path)
     try:
         record = run.read_config()
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, HarnessError) as exc:  # damaged: the other runs are still plotted
         warnings.warn(f"skipping {path}: config.json is unreadable ({exc})", stacklevel=3)
         return None
     if record is None:
@@ -179,6 +179,9 @@ def _config_problem(record: Any) -> str:
     scheme = cfg.get("scheme")
     if not (isinstance(arm, dict) and isinstance(arm.get("name"), str)) and not (isinstance(scheme, str) and scheme):
         return f"config.json scheme={scheme!r} is not a scheme name (e.g. happo)"
+    seed = cfg.get("seed", record.get("seed"))  # absent in old runs: the directory name tells it
+    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED):
+        return f"config.json seed={seed!r} is not a seed (an integer from 0 to {MAX_SEED})"
     return ""
 
 

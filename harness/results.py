@@ -65,12 +65,19 @@ def fsync_dir(path: Path) -> None:
 
 
 def check_writable(path: Path, what: str = "output directory") -> None:
-    """Create directory ``path`` and write a probe file in it, or raise a one-line error."""
+    """Create directory ``path`` and write a probe file in it, or raise a one-line error. The probe's
+    name is new to each call (:func:`tempfile.mkstemp`), so processes probing one directory at once
+    (the workers of a suite, before any lock is taken) never remove each other's probe."""
+    import tempfile
+
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_bytes(b"x" * 4096)
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=path)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(b"x" * 4096)
+        finally:
+            os.unlink(probe)
     except OSError as exc:
         raise HarnessError(f"cannot write to {what} {str(path)!r}: {exc.strerror or exc}") from None
 
@@ -127,18 +134,19 @@ class RunDir:
             raise HarnessError(f"output directory {str(self.path)!r} has {_size(free)} free; this run needs about "
                                f"{_size(needed_bytes)} for its checkpoints and logs")
 
-    def read_config(self) -> dict[str, Any] | None:
-        """The run's config.json, None when there is none; a damaged one is a one-line error."""
+    def read_config(self, advice: str = "restore it or move the run directory aside") -> dict[str, Any] | None:
+        """The run's config.json, None when there is none; a damaged one is a one-line error ending
+        in ``advice``."""
         if not self.config_file.exists():
             return None
         try:
             record = json.loads(read_text(self.config_file, "json"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HarnessError(f"{self.config_file}: not valid JSON ({exc}); restore it or move the run "
-                               "directory aside") from None
+            raise HarnessError(f"{self.config_file}: not valid JSON ({exc}); {advice}") from None
+        except RecursionError:  # the decoder recurses once per level of nesting
+            raise HarnessError(f"{self.config_file}: nested too deeply to be a run's config.json; {advice}") from None
         if not isinstance(record, dict):
-            raise HarnessError(f"{self.config_file}: holds a {type(record).__name__}, not a JSON object; "
-                               "restore it or move the run directory aside")
+            raise HarnessError(f"{self.config_file}: holds a {type(record).__name__}, not a JSON object; {advice}")
         return record
 
     def require_config(self, what: str = "") -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any, Iterator
@@ -21,14 +22,16 @@ _requested: int | None = None
 
 
 class Interrupted(KeyboardInterrupt):
-    """Raised where work stops after a stop request; ``exit_code`` is 128 + the signal number."""
+    """Raised where work stops after a stop request; ``exit_code`` is 128 + the signal number.
+    ``at_once`` says why the work stopped where it was instead of at its next checkpoint (a second
+    signal, a task call that hung); None for a stop at a checkpoint."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, at_once: str | None = None) -> None:
         super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+        self.signum, self.at_once = signum, at_once
 
     def __reduce__(self) -> tuple:  # crosses process boundaries (a pool worker's result)
-        return (Interrupted, (self.signum,))
+        return (Interrupted, (self.signum, self.at_once))
 
     @property
     def exit_code(self) -> int:
@@ -41,10 +44,12 @@ def requested() -> int | None:
 
 
 def request(signum: int = signal.SIGTERM) -> None:
-    """Ask the work in this process to stop at its next check."""
+    """Ask the work in this process to stop at its next check (and watch for a task call that hangs
+    meanwhile: :func:`_watch_for_hang`)."""
     global _requested
     if _requested is None:
         _requested = int(signum)
+        _watch_for_hang(int(signum))
 
 
 def reset() -> None:
@@ -59,9 +64,55 @@ def check() -> None:
         raise Interrupted(_requested)
 
 
+#: A task's ``reset`` or ``step`` still running this many seconds after a stop was requested is taken
+#: to hang: the stop then takes effect inside it, as a second signal's would.
+HANG_S = 5.0
+#: Why the stop is being forced (set just before the hang watch signals the main thread).
+_forced: str | None = None
+
+
+def _task_call(frame: Any) -> Any:
+    """The outermost ``reset`` or ``step`` frame on the stack ending at ``frame`` that is not the
+    harness's own code (a task plugin's, or a wrapped environment's through :mod:`harness.task_api`)."""
+    found = None
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if frame.f_code.co_name in ("reset", "step") and (
+                not module.startswith("harness.") or module == "harness.task_api"):
+            found = frame
+        frame = frame.f_back
+    return found
+
+
+def _watch_for_hang(signum: int) -> None:
+    """Once a stop is requested: if one task call of the main thread lasts :data:`HANG_S` seconds
+    from then on, stop inside it (signal the main thread again, with the reason in ``_forced``)."""
+    main = threading.main_thread().ident
+
+    def run() -> None:
+        global _forced
+        seen, since = None, time.monotonic()
+        while _requested is not None:
+            time.sleep(0.1)
+            frame = sys._current_frames().get(main)
+            call = _task_call(frame)
+            del frame
+            if call is None or call is not seen:
+                seen, since = call, time.monotonic()
+            elif time.monotonic() - since >= HANG_S:
+                if signal.getsignal(signum) is not _handler:  # no handler of ours to raise in the main thread
+                    return
+                _forced = (f"the task's {call.f_code.co_name}() had not returned {HANG_S:g} s after the "
+                           "stop was asked")
+                signal.pthread_kill(main, signum)
+                return
+
+    threading.Thread(target=run, name="harness-hang-watch", daemon=True).start()
+
+
 def _handler(signum: int, _frame: Any) -> None:
-    if _requested is not None:  # asked twice: stop now
-        raise Interrupted(signum)
+    if _requested is not None:  # asked twice, or a task call hangs: stop now
+        raise Interrupted(signum, _forced or "a second signal")
     request(signum)
 
 

@@ -44,7 +44,9 @@ from typing import Any
 from harness.config import MAX_TRIALS, check_count
 from harness.dispatch import dispatch, failed
 from harness.errors import HarnessError
+from harness.devices import resolve_device
 from harness.executor import Job, WorkerDied, make_executor
+from harness.executor import executor_options as checked_options
 from harness.objective import make_objective
 from harness.plugins import load_plugins
 from harness.results import check_writable
@@ -108,6 +110,16 @@ def _run_workers(sweep: Sweep, storage: str | None, total: int, jobs: int, progr
         raise HarnessError(f"{len(failures)} sweep worker(s) failed ({failures[0]}); re-run with --resume to continue")
 
 
+def check_local_devices(sweep: Sweep) -> None:
+    """Refuse, before any trial, a device that the trials' configs name and this machine lacks (the
+    local executor runs them here)."""
+    for device in sweep.devices:
+        try:
+            resolve_device(device)
+        except HarnessError as exc:
+            raise HarnessError(f"{sweep.path}: {exc} (the local executor runs every trial on this machine)") from None
+
+
 def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = None, jobs: int = 1,
               resume: bool = False, progress: bool = True, executor: str = "local",
               executor_options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -122,6 +134,10 @@ def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = Non
         raise HarnessError(f"--jobs {jobs} must be >= 1")
     check_count(total, f"--trials {total}", MAX_TRIALS)
     check_count(jobs, f"--jobs {jobs}")
+    options = dict(executor_options or {})
+    checked_options(load_plugins(sweep.plugins), executor, options)  # also where one worker runs in this process
+    if executor == "local":
+        check_local_devices(sweep)
     check_writable(sweep.out)
     check_storage(sweep.storage_url(storage))
     study = open_study(sweep, storage, resume)
@@ -131,8 +147,8 @@ def run_sweep(sweep: Sweep, storage: str | None = None, trials: int | None = Non
               f"{finished_trials(study)}/{total} trials finished, {jobs} worker(s)"
               + (f"; retrying interrupted trial(s) {retried} from their checkpoints" if retried else ""),
               file=sys.stderr)
-    if jobs == 1 and executor == "local":
+    if jobs == 1 and executor == "local" and not options:
         worker(sweep, storage, total, 0, progress)
-    else:
-        _run_workers(sweep, storage, total, jobs, progress, executor, executor_options or {})
+    else:  # executor options are honoured at one worker too: it runs as the executor's job
+        _run_workers(sweep, storage, total, jobs, progress, executor, options)
     return write_outputs(sweep, storage)

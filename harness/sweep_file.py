@@ -30,6 +30,12 @@ PRUNERS = ("median", "hyperband", "none")
 
 #: The fields of a searched dimension in a sweep space.
 DIMENSION_FIELDS = {"low", "high", "log", "step", "choices"}
+#: Config keys that the ``[sweep]`` table decides for every trial, and where to set them instead: in
+#: ``[space]`` or ``[config]`` they would be overridden (``task``, ``seed``, ``scheme``), vary the
+#: budget or evaluation per trial (``steps``, ``eval_episodes``) or be replaced (``eval_interval``).
+SWEEP_DECIDES = {"task": "[sweep] tasks", "seed": "[sweep] seeds", "scheme": "[sweep] scheme",
+                 "steps": "[sweep] steps", "eval_episodes": "[sweep] eval_episodes",
+                 "eval_interval": "[sweep] evaluations"}
 
 
 @dataclass
@@ -81,8 +87,11 @@ def parse_dimension(name: str, spec: Any, where: str, int_options: frozenset[str
     log = spec.get("log", False)
     if not isinstance(log, bool) or (log and low <= 0):
         raise HarnessError(f"{where}: {name}: log={log!r} needs a boolean and low > 0")
-    is_int = isinstance(low, int) and isinstance(high, int) and (
-        name in int_options or (FIELDS.get(name) is not None and FIELDS[name].type in (int, "int")))
+    declared_int = name in int_options or (FIELDS.get(name) is not None and FIELDS[name].type in (int, "int"))
+    if declared_int and not (isinstance(low, int) and isinstance(high, int)):
+        raise HarnessError(f"{where}: {name} is an integer option: low={low!r} and high={high!r} must be integers "
+                           "(it is sampled as an integer)")
+    is_int = declared_int
     step = spec.get("step")
     if step is not None:
         if not _finite_number(step) or not step > 0 or (is_int and not isinstance(step, int)):
@@ -93,6 +102,27 @@ def parse_dimension(name: str, spec: Any, where: str, int_options: frozenset[str
         if step > high - low:
             raise HarnessError(f"{where}: {name}: step={step!r} is larger than high - low = {high - low!r}")
     return Dimension(name, "int" if is_int else "float", low=low, high=high, log=log, step=step)
+
+
+def check_not_decided(keys: list[str], path: Path, table: str) -> None:
+    """Refuse in ``[space]`` or ``[config]`` a key that the ``[sweep]`` table decides
+    (:data:`SWEEP_DECIDES`), naming where it belongs."""
+    for key in keys:
+        if key in SWEEP_DECIDES:
+            raise HarnessError(f"{path}: [{table}] sets {key!r}, which the sweep decides for every trial; "
+                               f"use {SWEEP_DECIDES[key]} instead")
+
+
+def int_option_keys(regs: Registries, scheme_entry: Any, tasks: list[str]) -> frozenset[str]:
+    """The ``scheme.NAME`` and ``env.NAME`` keys of the scheme's and the tasks' options declared as
+    integers: a sweep samples them as integers."""
+    keys = {f"scheme.{n}" for n, o in scheme_config.declared(scheme_entry)[0].items() if o.type is int}
+    for task in tasks:
+        family = task.partition("/")[0]
+        if family in regs.tasks:
+            options = regs.tasks.get(family).extra.get("options") or {}
+            keys |= {f"env.{n}" for n, o in options.items() if getattr(o, "type", None) is int}
+    return frozenset(keys)
 
 
 def _finite_number(v: Any) -> bool:
@@ -125,6 +155,8 @@ class Sweep:
     out: Path
     digest: str
     per_task: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
+    #: The devices its trials' configs name (``[config]``, the space's corners), checked where they run.
+    devices: list[str] = field(default_factory=list)
 
     def storage_url(self, storage: str | None) -> str:
         return storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
@@ -197,9 +229,10 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
             space_specs.update({f"{name}.{k}": v for k, v in spec.items()})
         else:
             space_specs[name] = spec
+    check_not_decided(list(space_specs), path, "space")
+    check_not_decided(list(data.get("config", {})), path, "config")
     where = f"{path}: search space"
-    int_options = frozenset(f"scheme.{n}" for n, o in scheme_config.declared(entry)[0].items()
-                            if o.type is int)
+    int_options = int_option_keys(regs, entry, tasks)
     space = [parse_dimension(n, s, where, int_options) for n, s in space_specs.items()]
     fixed_by_scheme = scheme_config.declared(entry)[1]
     for d in space:
@@ -213,14 +246,16 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
     evaluations = _posint(sw, "evaluations", 10, path, maximum=MAX_COUNT)
     base = [("threads", 1), ("steps", steps), ("eval_episodes", _posint(sw, "eval_episodes", 10, path))] + fixed
     # Every task must build, and every config a trial could draw must be valid at its corners.
+    devices: list[str] = []
     for task in tasks:
         try:
             task_base = base[:1] + per_task.get(task, []) + base[1:]
             cfg = resolved(build_config(task_base + [("task", task), ("scheme", scheme)]), regs)
             check_loggers(regs, cfg.loggers)
+            devices.append(cfg.device)
             for corner in (0, 1):
-                resolved(build_config(task_base + [("task", task), ("scheme", scheme)] +
-                                      [(d.name, _corner(d, corner)) for d in space]), regs)
+                devices.append(resolved(build_config(task_base + [("task", task), ("scheme", scheme)] +
+                                                     [(d.name, _corner(d, corner)) for d in space]), regs).device)
         except HarnessError as exc:
             raise HarnessError(f"{path}: {task}: {exc}") from None
         make_task(regs, task, 1, 0, cfg.env).close()
@@ -245,7 +280,8 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
         warmup=_posint(sw, "pruner_warmup_evals", 2, path, minimum=0, maximum=MAX_COUNT),
         heartbeat=_posint(sw, "heartbeat", 30, path), grace=_posint(sw, "grace", 120, path),
         max_retry=_posint(sw, "max_retry", 3, path, minimum=0, maximum=MAX_COUNT),
-        plugins=plugins, fixed=base, space=space, out=out, digest=digest, per_task=per_task)
+        plugins=plugins, fixed=base, space=space, out=out, digest=digest, per_task=per_task,
+        devices=list(dict.fromkeys(devices)))
 
 
 def _corner(d: Dimension, which: int) -> Any:

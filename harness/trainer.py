@@ -257,7 +257,8 @@ class Trainer:
         """A stop was requested (a signal): checkpoint the iteration reached, then raise Interrupted."""
         if self.run is not None and 0 < self.iteration != self._saved_at:
             self._checkpoint()
-        self.log(f"stopped at iteration {self.iteration} ({self.env_steps} steps); checkpoint kept")
+        kept = "checkpoint kept" if self.run is not None and self.iteration > 0 else "nothing to checkpoint yet"
+        self.log(f"stopped at iteration {self.iteration} ({self.env_steps} steps); {kept}")
         stopping.check()
 
     # -- the run directory, logging and trackers ----------------------------------------------

@@ -34,12 +34,18 @@ class VideoWriter:
         self._fh: Any = None
         self._writer: Any = None
         try:
-            if self.gif:
-                self._fh = open(self.partial, "wb")
-            else:
+            # Made here for both formats: ffmpeg opens its output only once frames arrive, so a directory
+            # that cannot be written would otherwise show only while the episodes are played.
+            self._fh = open(self.partial, "wb")
+            if not self.gif:
+                self._fh.close()
+                self._fh = None
                 import imageio.v2 as imageio
-                self._writer = imageio.get_writer(self.partial, fps=fps, macro_block_size=1, format="FFMPEG")
+                # ffmpeg's own lines are kept quiet: a failure is reported in one line by add() or close()
+                self._writer = imageio.get_writer(self.partial, fps=fps, macro_block_size=1, format="FFMPEG",
+                                                  ffmpeg_log_level="quiet")
         except OSError as exc:
+            self.abort()
             raise HarnessError(f"--video {str(self.out)!r}: cannot write there ({exc.strerror or exc})") from None
 
     def add(self, frame: np.ndarray) -> None:
@@ -102,7 +108,10 @@ class VideoWriter:
             except Exception:
                 pass
         self._fh = self._writer = None
-        self.partial.unlink(missing_ok=True)
+        try:
+            self.partial.unlink(missing_ok=True)
+        except OSError:  # it could not be made (a read-only directory) or is already gone
+            pass
 
 
 def check_video_space(out: Path, frames: int, frame_bytes: int, how: str) -> None:

@@ -98,3 +98,25 @@ def test_a_core_error_is_not_blamed_on_a_plugin():
         {}["missing"]
     except KeyError as exc:
         assert blame(exc) is None
+
+
+def test_bench_warns_once_about_a_broken_plugin(broken_dist, tmp_path):
+    from conftest import tiny_suite
+    suite = tmp_path / "suite.toml"
+    suite.write_text(tiny_suite(50, seeds="1", schemes=("happo",)))
+    res = _harness(broken_dist, "bench", str(suite), "--out", str(tmp_path / "out"), "--quiet", "--no-plot")
+    assert res.returncode == 0, res.stderr
+    assert [line for line in res.stderr.splitlines() if "brokenplug" in line] == [
+        "harness: warning: plugin 'brokenplug' skipped: entry point brokenplug_mod failed to import: "
+        "ModuleNotFoundError: No module named 'numpy_that_is_not_installed' (disable it with --disable-plugin brokenplug)"]
+
+
+@pytest.mark.parametrize("name", ["brokenplug", "brokendist"])
+def test_check_plugin_on_a_broken_plugin_quotes_its_failure(broken_dist, tmp_path, name):
+    info = next((tmp_path / "site").glob("*.dist-info")) / "METADATA"
+    info.write_text(info.read_text().replace("Name: brokenplug", "Name: brokendist"))
+    res = _harness(broken_dist, "check-plugin", name)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    error = res.stderr.strip().splitlines()[-1]
+    assert error == ("harness: error: plugin 'brokenplug' cannot be checked: entry point brokenplug_mod failed to "
+                     "import: ModuleNotFoundError: No module named 'numpy_that_is_not_installed'"), error
