@@ -34,7 +34,7 @@ def test_the_paper_mamujoco_suite_uses_harls_conventions(tmp_path):
         cfg = build_config(r.overrides)
         assert cfg.steps == 10_000_000 and cfg.eval_episodes == 40 and cfg.eval_envs == 20
         assert cfg.env["obs_mode"] == "global" and cfg.env["episode_limit"] == 1000
-        assert cfg.hidden_sizes == [128, 128, 128]
+        assert cfg.hidden_sizes == ([256, 256] if r.scheme == "hasac" else [128, 128, 128])
         assert cfg.share_params == ("true" if r.scheme == "mappo" else "auto")
     # HARL's tuned Walker2d-6x1 (clip 0.1, entropy 0.01) for both schemes; its Humanoid-17x1 MAPPO
     # collects 100 steps per copy per iteration, its HAPPO 200.
@@ -49,7 +49,7 @@ def test_the_paper_mamujoco_suite_uses_harls_conventions(tmp_path):
 def test_the_paper_suites_run_hatrpo_with_harls_tuned_settings(name, tmp_path):
     from harness.scheme_config import resolved
     suite = load_suite(ROOT / f"benchmarks/{name}.toml", tmp_path)
-    assert suite.schemes == ["happo", "mappo", "hatrpo"]
+    assert suite.schemes[:3] == ["happo", "mappo", "hatrpo"]
     for task in suite.tasks:
         cfg = resolved(_cfg(suite, task, "hatrpo"), suite.regs)
         kl = cfg.scheme_options["kl_threshold"]
@@ -80,3 +80,27 @@ def test_the_hasac_suite_runs_harls_tuned_hasac_on_one_evaluation_schedule(tmp_p
         for scheme in suite.schemes:
             cfg = _cfg(suite, task, scheme)
             assert cfg.eval_interval * cfg.n_envs * cfg.rollout_length == 40_000, (task, scheme)
+
+
+@pytest.mark.parametrize("name", ["paper_mamujoco", "paper_mpe"])
+def test_the_paper_suites_run_hasac_with_harls_tuned_settings_where_harl_tunes_it(name, tmp_path):
+    from harness.scheme_config import resolved
+    suite = load_suite(ROOT / f"benchmarks/{name}.toml", tmp_path)
+    hasac = {r.task for r in suite.runs if r.scheme == "hasac"}
+    expected = ({"mamujoco/HalfCheetah-2x3", "mamujoco/HalfCheetah-6x1", "mamujoco/Walker2d-2x3",
+                 "mamujoco/Walker2d-6x1", "mamujoco/Ant-4x2", "mamujoco/Ant-8x1"} if name == "paper_mamujoco"
+                else set(suite.tasks))
+    assert hasac == expected
+    for task in sorted(hasac):
+        cfg = resolved(_cfg(suite, task, "hasac"), suite.regs)
+        happo = _cfg(suite, task, "happo")
+        assert (cfg.rollout_length, cfg.hidden_sizes, cfg.value_norm, cfg.lr_decay) == (50, [256, 256], False, False)
+        assert cfg.scheme_options["huber"] is False and cfg.scheme_options["warmup_steps"] == 10_000
+        # one evaluation schedule in environment steps for every arm
+        assert cfg.eval_interval * cfg.n_envs * cfg.rollout_length == \
+            happo.eval_interval * happo.n_envs * happo.rollout_length, task
+    if name == "paper_mamujoco":  # HARL's per-task figures: Ant-8x1's larger batch, Walker's fixed alpha
+        ant = resolved(_cfg(suite, "mamujoco/Ant-8x1", "hasac"), suite.regs).scheme_options
+        walker = resolved(_cfg(suite, "mamujoco/Walker2d-6x1", "hasac"), suite.regs)
+        assert (ant["batch_size"], ant["n_step"]) == (2200, 5)
+        assert (walker.lr, walker.critic_lr, walker.scheme_options["auto_alpha"]) == (5e-4, 1e-3, False)
