@@ -174,7 +174,7 @@ def test_tuned_overrides():
         overrides = mamujoco.tuned_overrides(task)
         assert overrides, task
         per_scheme = overrides.pop("schemes", {})
-        assert set(per_scheme) == ({"mappo", "hatrpo"} if task == "Humanoid-17x1" else {"hatrpo", "hasac"} if task == "HalfCheetah-2x3" else {"hatrpo"})
+        assert set(per_scheme) == ({"mappo", "hatrpo"} if task == "Humanoid-17x1" else {"hatrpo"} if task == "Hopper-3x1" else {"hatrpo", "hasac"})
         if task == "Humanoid-17x1":
             assert per_scheme["mappo"] == {"rollout_length": 100}
         # HARL's HATRPO configs: the critic's own settings and a per-task KL threshold
