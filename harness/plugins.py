@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import pluggy
 
-from harness import hookspecs
+from harness import hookspecs, stopping
 from harness.blame import PLUGIN_MODULES
 from harness.errors import PluginError, describe, plugin_call
 from harness.registry import Entry, Registry
@@ -76,7 +76,13 @@ def plugin_record(name: str, module: Any, **source: Any) -> dict[str, Any]:
 
 
 def _import_plugin(spec: str) -> Any:
-    """Import a plugin given as a dotted module name or a path to a ``.py`` file."""
+    """Import a plugin given as a dotted module name or a path to a ``.py`` file (a stop request
+    takes effect inside an import that hangs: :func:`harness.stopping.plugin_work`)."""
+    with stopping.plugin_work(f"importing plugin {spec!r}"):
+        return _import(spec)
+
+
+def _import(spec: str) -> Any:
     path = Path(spec)
     try:
         if spec.endswith(".py") or path.is_file():
@@ -164,7 +170,8 @@ def load_plugins(extra: Iterable[str] = (), entry_points: bool = True) -> Regist
             if ep.name in disabled:
                 continue
             try:
-                module = ep.load()
+                with stopping.plugin_work(f"importing plugin {ep.name!r}"):
+                    module = ep.load()
             except Exception as exc:
                 failed[ep.name] = f"entry point {ep.value} failed to import: {describe(exc)}"
                 if ep.dist is not None and ep.dist.name != ep.name:

@@ -84,6 +84,24 @@ def _task_call(frame: Any) -> Any:
     return found
 
 
+#: Plugin work that checks no stop (importing a plugin, building a task), innermost last, as
+#: ``(token, what)``: see :func:`plugin_work`.
+_regions: list[tuple[object, str]] = []
+
+
+@contextlib.contextmanager
+def plugin_work(what: str) -> Iterator[None]:
+    """Mark plugin code that checks no stop request (``what``: "importing plugin 'x'"): a stop
+    requested while it runs, or while it is still running, takes effect inside it once it has run
+    :data:`HANG_S` seconds past the request, as a hung task call's does."""
+    region = (object(), what)
+    _regions.append(region)
+    try:
+        yield
+    finally:
+        _regions.remove(region)
+
+
 def _watch_for_hang(signum: int) -> None:
     """Once a stop is requested: if one task call of the main thread lasts :data:`HANG_S` seconds
     from then on, stop inside it (signal the main thread again, with the reason in ``_forced``)."""
@@ -95,15 +113,17 @@ def _watch_for_hang(signum: int) -> None:
         while _requested is not None:
             time.sleep(0.1)
             frame = sys._current_frames().get(main)
-            call = _task_call(frame)
+            call: Any = _task_call(frame)
             del frame
+            if call is None and _regions:
+                call = _regions[-1]
             if call is None or call is not seen:
                 seen, since = call, time.monotonic()
             elif time.monotonic() - since >= HANG_S:
                 if signal.getsignal(signum) is not _handler:  # no handler of ours to raise in the main thread
                     return
-                _forced = (f"the task's {call.f_code.co_name}() had not returned {HANG_S:g} s after the "
-                           "stop was asked")
+                what = call[1] if isinstance(call, tuple) else f"the task's {call.f_code.co_name}()"
+                _forced = f"{what} had not returned {HANG_S:g} s after the stop was asked"
                 signal.pthread_kill(main, signum)
                 return
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness import stopping
 from harness.errors import HarnessError, PluginError, plugin_call
 from harness.plugins import Registries
 from harness.task_api import VecTask
@@ -26,7 +27,8 @@ def make_task(regs: Registries, name: str, n_envs: int, seed: int, options: dict
     if scenarios and not entry.extra.get("open_scenarios") and scenario not in scenarios:
         raise HarnessError(f"unknown task {name!r}; known {family} tasks: "
                            + ", ".join(f"{family}/{s}" for s in scenarios))
-    with plugin_call(f"plugin {entry.plugin!r}: task factory for {name!r} raised"):  # named, not a traceback
+    with plugin_call(f"plugin {entry.plugin!r}: task factory for {name!r} raised"), \
+            stopping.plugin_work(f"building task {name!r}"):  # a stop takes effect inside a factory that hangs
         task = entry.factory(scenario, n_envs, seed, dict(options), stream=stream)
     if not isinstance(task, VecTask):
         raise PluginError(f"plugin {entry.plugin!r}: task factory for {name!r} returned "

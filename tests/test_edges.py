@@ -390,3 +390,60 @@ def test_a_bench_whose_task_hangs_stops_within_seconds_naming_the_runs_stopped_w
     assert err.strip().splitlines()[-1].startswith(
         "harness: stopped by SIGTERM (happo hang/step seed 1: the task's step() had not returned 5 s after the stop "
         "was asked): that work stopped where it was, without a checkpoint at the stop"), err
+
+
+SLOW_IMPORT = '''
+import time
+from pathlib import Path
+Path(__file__).with_name("importing").touch()
+while True:  # an import that never finishes
+    time.sleep(0.05)
+'''
+
+SLOW_BUILD = '''
+import time
+from pathlib import Path
+from harness import hookimpl
+
+
+def build(scenario, n_envs, seed, options, stream=0):
+    Path(__file__).with_name("building").touch()
+    while True:  # a task factory that never returns
+        time.sleep(0.05)
+
+
+@hookimpl
+def register_tasks(register):
+    register("slowbuild", build, scenarios=("x",), description="a task whose factory hangs")
+'''
+
+
+@pytest.mark.parametrize("where, source, task, reason", [
+    ("importing", SLOW_IMPORT, "mpe/simple_spread", "importing plugin {plugin!r}"),
+    ("building", SLOW_BUILD, "slowbuild/x", "building task 'slowbuild/x'"),
+])
+def test_a_stop_takes_effect_within_seconds_in_a_plugin_import_or_a_task_build_that_hangs(tmp_path, where, source,
+                                                                                         task, reason):
+    plugin = tmp_path / "slow.py"
+    plugin.write_text(source)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "train", "--plugin", str(plugin), "--task", task,
+                             "--steps", "1000", "--out", str(tmp_path / "run"), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / where).exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / where).exists(), proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert time.monotonic() - sent < 15
+    why = reason.format(plugin=str(plugin))
+    assert err.strip().splitlines()[-1].startswith(
+        f"harness: stopped by SIGTERM ({why} had not returned 5 s after the stop was asked): that work stopped "
+        "where it was, without a checkpoint at the stop"), err
+    assert "Traceback" not in err
