@@ -38,7 +38,7 @@ def _steps_label(x: float, _pos: Any = None) -> str:
 
 #: ``plot --x``: what the curves are drawn against, the column and the axis label.
 X_AXES = {"steps": ("env_steps", "environment steps"),
-          "wall": ("train_s", "training time, s (collection and updates; evaluations left out)")}
+          "wall": ("train_s", "training time, s (no evaluations)")}
 
 
 def align_steps(df: pd.DataFrame, x: str = "env_steps") -> pd.DataFrame:
