@@ -20,12 +20,30 @@ from harness.config import build_config
 from harness.task_api import ActionSpace, VecTask
 from harness.errors import HarnessError, describe
 from harness.plugins import Registries
+from harness.replay import is_off_policy
+from harness.scheme import core_advantages
 from harness.tasks import make_task
 
 # The task a scheme is trained on: heterogeneous agents (different observation and action sizes).
 SCHEME_TASK = "mpe/simple_speaker_listener"
 TINY = {"n_envs": 2, "rollout_length": 25, "steps": 100, "eval_episodes": 2, "eval_envs": 2, "eval_interval": 1,
         "hidden_sizes": [16, 16], "threads": 1, "ppo_epochs": 2, "critic_epochs": 2}
+
+#: How far pi_new/pi_old may be from 1 on the first rollout, before any update. Measured on the scheme
+#: task: the built-in mlp actors (through its NumPy acting policy) are off by at most 1.2e-7 (discrete)
+#: and 9.5e-7 (box); an actor that adds a decaying memory of past observations to its input in act()
+#: by 9e-3 and 4e-2.
+RATIO_TOLERANCE = 1e-4
+#: The critic fit of the return-units check: a fast critic (these settings, before the caller's), trained
+#: by FIT_UPDATES calls of ``update`` on one batch, whose values must be within UNITS_LIMIT times the
+#: returns' root mean square. Measured on the scheme task (seed 1; returns of mean -69 and
+#: -39, rms 77 and 43, discrete and box): HAPPO, MAPPO and HATRPO are off by 0.28 and 0.41 times that
+#: rms, HAPPO without a value normaliser by 0.96 (its critic has not fitted yet), a HAPPO whose value
+#: loss compares normalised outputs with return-unit targets by 9.0 and 9.1 (25.7 and 15.3 after 20
+#: updates). The fit costs 0.2 to 0.7 s per action kind (HATRPO the slowest).
+FIT = {"critic_lr": 0.01, "critic_epochs": 5}
+FIT_UPDATES = 10
+UNITS_LIMIT = 3.0
 
 
 @dataclass
@@ -284,7 +302,29 @@ def check_network(regs: Registries, name: str) -> list[Check]:
         assert tuple(out.shape) == (7,), f"critic output {tuple(out.shape)}, want (7,)"
         assert torch.isfinite(out).all(), "critic output not finite"
     c.run("critic maps [B, state_dim] to [B]", critic_contract)
+    if RATIO_SCHEME in regs.schemes:
+        for kind, env in KIND_OPTIONS.items():
+            c.run(f"{kind} actors in a {RATIO_SCHEME} run: {RATIO_CHECK}",
+                  lambda env=env: _network_ratio(regs, name, env))
     return c.checks
+
+
+#: The scheme a network's actors act and are scored in for the network's ratio check.
+RATIO_SCHEME = "happo"
+
+
+def _network_ratio(regs: Registries, network: str, env: dict[str, Any]) -> None:
+    """The first-rollout ratio check (:func:`_check_ratio`) for ``network``'s actors in a
+    ``RATIO_SCHEME`` run on the scheme task."""
+    from harness.trainer import Trainer
+
+    cfg = build_config({**TINY, "scheme": RATIO_SCHEME, "network": network, "task": SCHEME_TASK, "seed": 1, "env": env})
+    trainer = Trainer(cfg, regs, None, progress=False)
+    try:
+        batch, _ = trainer.collect()
+        _check_ratio(trainer.scheme, batch)
+    finally:
+        trainer.close()
 
 
 # -- schemes ----------------------------------------------------------------------------------------
@@ -371,7 +411,94 @@ def _check_scheme_on(regs: Registries, name: str, kind: str, overrides: list[tup
     c.run("state_dict() survives a weights-only save and load; load_state_dict() restores the policy", round_trip)
     c.run("resumes exactly (a run stopped after a checkpoint and resumed writes the rows of one that was not)",
           lambda: _check_resume(regs, name, env, overrides))
+    if not is_off_policy(trainer.scheme):  # an off-policy scheme has no ratio and no values()
+        _check_on_policy(c, regs, name, env, overrides)
     return c.checks
+
+
+RATIO_CHECK = "pi_new/pi_old is 1 on the first rollout, before any update (act() and evaluate() agree, no state)"
+UNITS_CHECK = "the critic fits a batch's returns in return units (values(states)[1] against batch.returns)"
+NORM_CHECK = "values(states) returns (raw, value_norm.denormalize(raw))"
+
+
+def _check_on_policy(c: _Collector, regs: Registries, name: str, env: dict[str, Any],
+                     overrides: list[tuple[str, Any]]) -> None:
+    """An on-policy scheme's checks on the first rollout of a fresh run: the ratio before any update,
+    then (for a scheme whose critic the core uses) the critic's units and ``values()`` against the
+    value normaliser, after fitting the critic to that rollout."""
+    from harness.trainer import Trainer
+
+    cfg = build_config(list({**TINY, "scheme": name, "task": SCHEME_TASK, "seed": 1, "env": env, **FIT}.items())
+                       + overrides)
+    trainer = None
+    try:
+        trainer = Trainer(cfg, regs, None, progress=False)
+        batch, _ = trainer.collect()  # as training collects: the trainer's policy
+    except Exception as exc:
+        c.checks.append(Check(c.kind, c.name, RATIO_CHECK, False, describe(exc)))
+        if trainer is not None:
+            trainer.close()
+        return
+    try:
+        scheme = trainer.scheme
+        c.run(RATIO_CHECK, lambda: _check_ratio(scheme, batch))
+        if not core_advantages(scheme) or not callable(getattr(scheme, "values", None)):
+            return
+        c.run(UNITS_CHECK, lambda: _check_return_units(scheme, batch))
+        if getattr(scheme, "value_norm", None) is not None:
+            c.run(NORM_CHECK, lambda: _check_values_norm(scheme, batch.states))
+    finally:
+        trainer.close()
+
+
+def _check_ratio(scheme: Any, batch: Any) -> None:
+    """Score a first rollout's actions with each actor's ``evaluate`` (actors without one are
+    skipped): before any update, pi_new/pi_old must be 1 for every sample. An actor that keeps state
+    between ``act`` calls, or whose ``act`` and ``evaluate`` score different policies, fails."""
+    obs = [o.numpy() for o in batch.obs]
+    inputs = getattr(scheme, "actor_inputs", None)
+    obs = inputs(obs) if inputs is not None else obs
+    for i, actor in enumerate(scheme.actors):
+        if not callable(getattr(actor, "evaluate", None)):
+            continue
+        with torch.no_grad():
+            logp, _ = actor.evaluate(torch.as_tensor(obs[i]), batch.actions[i])
+        off = (torch.exp(logp - batch.old_logp[i]) - 1).abs()
+        bad = off > RATIO_TOLERANCE
+        assert not bad.any(), (
+            f"agent {i}: pi_new/pi_old is off 1 by up to {off.max().item():.3g} on {bad.float().mean().item():.0%} "
+            "of the first rollout's samples, before any update: evaluate(obs, actions) must give the log-probs "
+            "act(obs) gave, on every row alone (an actor must not keep state between act() calls, and a fast "
+            "acting_policy must compute the actors' own policy)")
+
+
+def _check_return_units(scheme: Any, batch: Any) -> None:
+    """Fit the critic to ``batch`` (``FIT_UPDATES`` updates on it, with the fast critic settings of
+    ``FIT``): the values ``values(states)`` reports must then be near ``batch.returns``, within
+    ``UNITS_LIMIT`` times the returns' root mean square (a value loss that compares the normalised
+    outputs with return-unit targets leaves them many times further off)."""
+    for _ in range(FIT_UPDATES):
+        scheme.update(batch)
+    _, values = scheme.values(batch.states)
+    returns = batch.returns
+    size = returns.pow(2).mean().sqrt().item()
+    off = (values - returns).pow(2).mean().sqrt().item()
+    assert off <= UNITS_LIMIT * max(size, 1e-3), (
+        f"after {FIT_UPDATES} updates on one batch, values(states)[1] (mean {values.mean().item():.4g}) are off "
+        f"batch.returns (mean {returns.mean().item():.4g}) by {off / max(size, 1e-3):.1f} times the returns' size "
+        f"(at most {UNITS_LIMIT:g}): the value loss must compare like with like (with value_norm, normalise the "
+        "targets, as harness.ppo.train_critic does) and values() must report return units")
+
+
+def _check_values_norm(scheme: Any, states: Any) -> None:
+    """``values(states)`` must be ``(raw, value_norm.denormalize(raw))``: the critic's outputs in
+    normalised units first, the values in return units second (two outputs swapped fail)."""
+    raw, values = scheme.values(states)
+    want = scheme.value_norm.denormalize(raw)
+    gap = (values - want).abs().max().item()
+    assert torch.allclose(values, want, rtol=1e-5, atol=1e-4), (
+        f"values(states) gave (raw, values) with values off value_norm.denormalize(raw) by up to {gap:.4g}: "
+        "return the critic's outputs (normalised units) first and their denormalised values (return units) second")
 
 
 def _check_resume(regs: Registries, name: str, env: dict[str, Any], overrides: list[tuple[str, Any]]) -> None:

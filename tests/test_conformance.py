@@ -233,3 +233,111 @@ def test_the_kit_catches_a_scheme_that_does_not_resume_exactly(tmp_path):
     bad = checks["resumes exactly (a run stopped after a checkpoint and resumed writes the rows of one that was not)"]
     assert not bad.ok and "iteration 3 differs after a resume" in bad.detail, bad.detail
     assert checks["state_dict() survives a weights-only save and load; load_state_dict() restores the policy"].ok
+
+
+SCHEME_MISTAKES = '''
+import torch
+from harness import hookimpl
+from harness.ppo import huber, update_actors
+from harness_plugins.happo import HAPPO
+from harness_plugins.mlp import MLPActor, MLPBuilder
+
+class Remembering(MLPActor):
+    """Adds a decaying memory of the observations it sampled for to its input, in act() only."""
+    memory = None
+
+    def act(self, obs, deterministic=False):
+        if self.memory is None or self.memory.shape != obs.shape:
+            self.memory = torch.zeros_like(obs)
+        out = super().act(obs + self.memory, deterministic)
+        if not deterministic:
+            self.memory = 0.5 * self.memory + obs
+        return out
+
+class RememberingBuilder(MLPBuilder):
+    def actor(self, obs_dim, space, config):
+        return Remembering(obs_dim, space, list(config.hidden_sizes), config.activation)
+
+class RememberingHAPPO(HAPPO):
+    """HAPPO on stateful actors."""
+    action_kinds = ("discrete",)
+
+    def __init__(self, task, builder, config):
+        super().__init__(task, RememberingBuilder(), config)
+
+class WrongUnits(HAPPO):
+    """Its value loss compares the critic's normalised outputs with return-unit targets."""
+    action_kinds = ("discrete",)
+
+    def update(self, batch):
+        metrics = update_actors(self.groups, self.order(), self.sequential, batch, self.train_group)
+        for _ in range(self.cfg.critic_epochs):
+            self.value_norm.update(batch.returns)
+            loss = huber(batch.returns - self.critic(batch.states), self.cfg.huber_delta).mean()
+            self.critic_optimizer.zero_grad()
+            loss.backward()
+            self.critic_optimizer.step()
+        metrics["value_loss"] = loss.item()
+        return metrics
+
+class Swapped(HAPPO):
+    """values() returns its two outputs swapped."""
+    action_kinds = ("discrete",)
+
+    def values(self, states):
+        raw, values = super().values(states)
+        return values, raw
+
+@hookimpl
+def register_networks(register):
+    register("remembering", RememberingBuilder)
+
+@hookimpl
+def register_schemes(register):
+    register("rememberinghappo", RememberingHAPPO)
+    register("wrongunits", WrongUnits)
+    register("swapped", Swapped)
+'''
+
+RATIO = "pi_new/pi_old is 1 on the first rollout, before any update (act() and evaluate() agree, no state)"
+UNITS = "the critic fits a batch's returns in return units (values(states)[1] against batch.returns)"
+NORM = "values(states) returns (raw, value_norm.denormalize(raw))"
+
+
+@pytest.fixture(scope="module")
+def mistakes(tmp_path_factory):
+    plugin = tmp_path_factory.mktemp("mistakes") / "mistakes.py"
+    plugin.write_text(SCHEME_MISTAKES)
+    return load_plugins([str(plugin)])
+
+
+def test_the_kit_catches_a_stateful_actor(mistakes):
+    """An actor that keeps state between act() calls passes the network's single-call checks, and fails
+    the first-rollout ratio check, as a network and inside a scheme."""
+    net = {c.what: c for c in check_network(mistakes, "remembering")}
+    assert all(c.ok for what, c in net.items() if RATIO not in what), [c.line() for c in net.values()]
+    for kind in ("discrete", "box"):
+        bad = net[f"{kind} actors in a happo run: {RATIO}"]
+        assert not bad.ok and "pi_new/pi_old is off 1 by up to" in bad.detail, bad.line()
+    scheme = {c.what: c for c in check_scheme(mistakes, "rememberinghappo")}
+    assert not scheme[RATIO].ok and "must not keep state between act() calls" in scheme[RATIO].detail
+    assert scheme[UNITS].ok and scheme[NORM].ok
+
+
+def test_the_kit_catches_a_value_loss_in_the_wrong_units(mistakes):
+    checks = {c.what: c for c in check_scheme(mistakes, "wrongunits")}
+    bad = checks[UNITS]
+    assert not bad.ok and "times the returns' size (at most 3)" in bad.detail, bad.line()
+    assert checks[RATIO].ok and checks[NORM].ok
+
+
+def test_the_kit_catches_values_returned_swapped(mistakes):
+    checks = {c.what: c for c in check_scheme(mistakes, "swapped")}
+    bad = checks[NORM]
+    assert not bad.ok and "off value_norm.denormalize(raw)" in bad.detail, bad.line()
+    assert checks[RATIO].ok
+
+
+def test_off_policy_schemes_have_no_ratio_or_values_checks(regs):
+    whats = {c.what for c in check_scheme(regs, "hasac")}
+    assert not whats & {RATIO, UNITS, NORM}
