@@ -18,13 +18,14 @@ import torch
 from harness.config import TrainConfig
 from harness.continuation import init_source
 from harness.devices import move_scheme, resolve_device
-from harness.errors import PluginError, plugin_call
+from harness.errors import HarnessError, PluginError, plugin_call
 from harness.memory import check_memory, check_replay
 from harness.plugins import Registries
 from harness.replay import is_off_policy
 from harness.results import RunDir
 from harness.scheme import core_advantages
 from harness.scheme_config import resolve_scheme_config
+from harness.sequences import check_chunking, is_recurrent
 from harness.task_api import TRAIN_STREAM, VecTask
 from harness.task_check import TaskChecker
 from harness.tasks import make_task, split_task
@@ -95,6 +96,11 @@ def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
         missing = [attr for attr in needed if not hasattr(scheme, attr)]
         if missing:
             raise PluginError(f"plugin {scheme_entry.plugin!r}: scheme {cfg.scheme!r} lacks {missing[0]!r}")
+        if is_recurrent(scheme.actors):
+            if is_off_policy(scheme):
+                raise HarnessError(f"network {cfg.network!r} builds recurrent actors; off-policy scheme {cfg.scheme!r} "
+                                   "learns from single transitions and cannot train them (use a feed-forward network)")
+            check_chunking(scheme.actors, cfg.rollout_length, cfg.network)
         replay = 0
         if is_off_policy(scheme):
             replay = check_replay(int(scheme.replay_capacity), cfg, task)

@@ -23,3 +23,7 @@ class Batch(NamedTuple):
     terminated: torch.Tensor | None = None      # [B] bool: the episode ended by termination at this step
     truncated: torch.Tensor | None = None       # [B] bool: the episode was cut by the time limit here
     shape: tuple[int, int] | None = None        # (T, E): B = T * E, time-major
+    # Recurrent actors (harness.sequences): where episodes start, and each agent's hidden state
+    # before every step (None for an agent whose actor is feed-forward).
+    starts: torch.Tensor | None = None              # [B] bool: an episode starts at this step
+    hidden: list[torch.Tensor | None] | None = None  # per agent [B, hidden_size_i] or None

@@ -22,6 +22,7 @@ from harness.errors import HarnessError, describe
 from harness.plugins import Registries
 from harness.replay import is_off_policy
 from harness.scheme import core_advantages
+from harness.sequences import arrange, chunk_length, hidden_size
 from harness.tasks import make_task
 
 # The task a scheme is trained on: heterogeneous agents (different observation and action sizes).
@@ -260,34 +261,48 @@ def check_network(regs: Registries, name: str) -> list[Check]:
         def actor_contract(space=space):
             actor = builder.actor(6, space, cfg)
             assert isinstance(actor, torch.nn.Module), "an actor must be a torch.nn.Module"
+            # A recurrent actor is called as harness.sequences says: 7 one-step rows from random states.
+            width = hidden_size(actor)
+            kw = {"hidden": torch.randn(7, width, generator=gen), "starts": torch.zeros(7, dtype=torch.bool)} \
+                if width else {}
+
+            def act(**more):
+                out = actor.act(obs, **{**kw, **more})
+                if width:
+                    assert len(out) == 3, "a recurrent actor's act() returns actions, log-probs and its new state"
+                    assert tuple(out[2].shape) == (7, width), \
+                        f"act() state {tuple(out[2].shape)}, want (7, {width}) (hidden_size)"
+                return out[0], out[1]
             with torch.no_grad():
-                a, lp = actor.act(obs)
+                a, lp = act()
                 want = (7,) if space.kind == "discrete" else (7, 3)
                 assert tuple(a.shape) == want, f"act() actions {tuple(a.shape)}, want {want}"
                 assert tuple(lp.shape) == (7,) and torch.isfinite(lp).all(), f"act() log-probs {tuple(lp.shape)}"
-                lp2, ent = actor.evaluate(obs, a)
+                lp2, ent = actor.evaluate(obs, a, **kw)
                 assert torch.allclose(lp, lp2, atol=1e-5), "evaluate() disagrees with act() on the same actions"
                 assert tuple(ent.shape) == (7,) and torch.isfinite(ent).all(), "entropies must be [B] and finite"
-                d1, _ = actor.act(obs, deterministic=True)
-                d2, _ = actor.act(obs, deterministic=True)
+                d1, _ = act(deterministic=True)
+                d2, _ = act(deterministic=True)
                 assert torch.equal(d1, d2), "deterministic act() is not repeatable"
                 if space.kind == "discrete":
-                    total = sum(actor.evaluate(obs, torch.full((7,), k))[0].exp() for k in range(5))
+                    total = sum(actor.evaluate(obs, torch.full((7,), k), **kw)[0].exp() for k in range(5))
                     assert torch.allclose(total, torch.ones(7), atol=1e-5), "probabilities do not sum to 1"
                     assert (ent >= -1e-6).all(), "negative entropy of a categorical"
-            logp, _ = actor.evaluate(obs, a)
+                if width:
+                    _check_recurrent(actor, obs, a, width, gen)
+            logp, _ = actor.evaluate(obs, a, **kw)
             logp.sum().backward()
             assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters()), \
                 "log-probabilities do not depend on the parameters"
             dist = getattr(actor, "distribution", None)
             if dist is not None:  # optional (trust-region schemes need it): must agree with evaluate()
                 with torch.no_grad():
-                    d = dist(obs)
+                    d = dist(obs, **kw)
                     assert tuple(d.batch_shape) == (7,), f"distribution() batch shape {tuple(d.batch_shape)}, want (7,)"
-                    assert torch.allclose(d.log_prob(a), actor.evaluate(obs, a)[0], atol=1e-5), \
+                    assert torch.allclose(d.log_prob(a), actor.evaluate(obs, a, **kw)[0], atol=1e-5), \
                         "distribution().log_prob disagrees with evaluate()"
             make = getattr(builder, "acting_policy", None)
-            if make is not None:
+            if make is not None and not width:
                 policy = make([actor])
                 if policy:
                     acts, lps = policy([obs.numpy()], np.random.default_rng(0))
@@ -309,6 +324,28 @@ def check_network(regs: Registries, name: str) -> list[Check]:
     return c.checks
 
 
+def _check_recurrent(actor: Any, obs: torch.Tensor, actions: torch.Tensor, width: int, gen: torch.Generator) -> None:
+    """A recurrent actor's sequences: an episode start begins from zeros whatever the state given, and
+    ``evaluate`` over one 7-step sequence (an episode starting at step 4) scores what step-by-step
+    ``act`` calls, carrying the state, gave."""
+    h = torch.randn(7, width, generator=gen)
+    fresh, _, _ = actor.act(obs, deterministic=True, hidden=h, starts=torch.ones(7, dtype=torch.bool))
+    zero, _, _ = actor.act(obs, deterministic=True, hidden=torch.zeros(7, width), starts=torch.ones(7, dtype=torch.bool))
+    assert torch.allclose(fresh, zero, atol=1e-5), \
+        "act() at an episode start depends on the state given: where starts is True the actor must begin from zeros"
+    starts = torch.zeros(7, dtype=torch.bool)
+    starts[4] = True
+    h0 = torch.randn(1, width, generator=gen)
+    state, steps = h0, []
+    for t in range(7):
+        steps.append(actor.evaluate(obs[t:t + 1], actions[t:t + 1], hidden=state, starts=starts[t:t + 1])[0])
+        _, _, state = actor.act(obs[t:t + 1], deterministic=True, hidden=state, starts=starts[t:t + 1])
+    whole, _ = actor.evaluate(obs, actions, hidden=h0, starts=starts)
+    assert torch.allclose(whole, torch.cat(steps), atol=1e-4), (
+        "evaluate() over a sequence disagrees with act() step by step: rows are sequences of rows/N steps, "
+        "each carrying the state of the previous row (harness.sequences)")
+
+
 #: The scheme a network's actors act and are scored in for the network's ratio check.
 RATIO_SCHEME = "happo"
 
@@ -318,8 +355,11 @@ def _network_ratio(regs: Registries, network: str, env: dict[str, Any]) -> None:
     ``RATIO_SCHEME`` run on the scheme task."""
     from harness.trainer import Trainer
 
-    cfg = build_config({**TINY, "scheme": RATIO_SCHEME, "network": network, "task": SCHEME_TASK, "seed": 1, "env": env})
-    trainer = Trainer(cfg, regs, None, progress=False)
+    settings = {**TINY, "scheme": RATIO_SCHEME, "network": network, "task": SCHEME_TASK, "seed": 1, "env": env}
+    probe = regs.networks.get(network).factory().actor(4, ActionSpace(kind="discrete", n=2), build_config(settings))
+    if hidden_size(probe):  # a recurrent network's chunks must tile the rollout: two of them
+        settings["rollout_length"] = 2 * chunk_length(probe)
+    trainer = Trainer(build_config(settings), regs, None, progress=False)
     try:
         batch, _ = trainer.collect()
         _check_ratio(trainer.scheme, batch)
@@ -461,15 +501,19 @@ def _check_ratio(scheme: Any, batch: Any) -> None:
     for i, actor in enumerate(scheme.actors):
         if not callable(getattr(actor, "evaluate", None)):
             continue
+        x, actions, old, kw = torch.as_tensor(obs[i]), batch.actions[i], batch.old_logp[i], {}
+        if hidden_size(actor) and batch.hidden is not None:  # scored in chunks, as the update scores it
+            index, seq = arrange([i], batch, chunk_length(actor))
+            x, actions, old, kw = x[index], actions[index], old[index], seq.inputs()
         with torch.no_grad():
-            logp, _ = actor.evaluate(torch.as_tensor(obs[i]), batch.actions[i])
-        off = (torch.exp(logp - batch.old_logp[i]) - 1).abs()
+            logp, _ = actor.evaluate(x, actions, **kw)
+        off = (torch.exp(logp - old) - 1).abs()
         bad = off > RATIO_TOLERANCE
         assert not bad.any(), (
             f"agent {i}: pi_new/pi_old is off 1 by up to {off.max().item():.3g} on {bad.float().mean().item():.0%} "
             "of the first rollout's samples, before any update: evaluate(obs, actions) must give the log-probs "
-            "act(obs) gave, on every row alone (an actor must not keep state between act() calls, and a fast "
-            "acting_policy must compute the actors' own policy)")
+            "act(obs) gave, on every row alone (an actor must not keep state between act() calls: a recurrent one "
+            "declares it, see harness.sequences; and a fast acting_policy must compute the actors' own policy)")
 
 
 def _check_return_units(scheme: Any, batch: Any) -> None:

@@ -114,12 +114,14 @@ class Recording:
     def play(self) -> dict[str, Any]:
         returns: list[float] = []
         obs, steps = self.obs, 0
+        policy = self.trainer.policy
+        memory, starts = policy.memory(1), np.ones(1, bool)  # a recurrent policy starts afresh, and at every episode
         try:
             while len(returns) < self.episodes:
                 stopping.check()
-                res = self.task.step(self.trainer.policy.greedy(obs))
+                res = self.task.step(policy.greedy(obs, memory, starts))
                 returns.extend(res.episode_returns)
-                obs = res.obs
+                obs, starts = res.obs, res.terminated | res.truncated
                 steps += 1
                 if (len(returns) < self.episodes or not res.episode_returns) and steps % self.frame_step == 0:
                     self.writer.add(self.task.render(0))

@@ -26,12 +26,13 @@ def episode_quota(episodes: int, copies: int) -> np.ndarray:
     return quota
 
 
-def play_fixed_episodes(task: VecTask, act: Callable[[list[np.ndarray]], Sequence[np.ndarray]],
+def play_fixed_episodes(task: VecTask, act: Callable[[list[np.ndarray], np.ndarray], Sequence[np.ndarray]],
                         episodes: int, checker: TaskChecker) -> list[float]:
     """Team returns of exactly ``episodes`` episodes on fixed start states, ordered by (copy, episode).
 
-    ``act(obs)`` gives one action array per agent. ``task`` is reset to episode 0 of every copy
-    first. ``checker`` checks what the task returns and names the task plugin when it is wrong.
+    ``act(obs, starts)`` gives one action array per agent; ``starts`` ``[copies]`` marks the copies whose
+    episode starts at this step (all of them first; a recurrent policy resets there). ``task`` is reset
+    to episode 0 of every copy first. ``checker`` checks what the task returns and names the task plugin when it is wrong.
     """
     quota = episode_quota(episodes, task.n_envs)
     played = np.zeros_like(quota)
@@ -40,15 +41,16 @@ def play_fixed_episodes(task: VecTask, act: Callable[[list[np.ndarray]], Sequenc
     checker.check_reset(task, obs, state)
     # Enough steps for the longest quota of full-length episodes; a task that never ends them is an error.
     limit = max(1, task.episode_limit) * (int(quota.max()) + 1) + 10_000
+    starts = np.ones(task.n_envs, bool)
     for _ in range(limit):
-        res = task.step(act(obs))
+        res = task.step(act(obs, starts))
         for c, ret in zip(checker.check_step(task, res), res.episode_returns):
             if played[c] < quota[c]:
                 returns[c].append(float(ret))
                 played[c] += 1
         if (played >= quota).all():
             break
-        obs = res.obs
+        obs, starts = res.obs, res.terminated | res.truncated
     else:
         checker.fail(f"evaluation stepped {limit} times without ending {episodes} episodes "
                      f"({int(played.sum())} ended); its episodes must end by termination or truncation")

@@ -8,17 +8,39 @@ videos, so all of them act alike. It gives a shared actor each agent's identity 
 its own seeded generator (saved in checkpoints), and clips continuous actions to each agent's box
 before they reach the task. While an off-policy scheme warms up (``uniform``), training rollouts act
 uniformly at random instead.
+
+Recurrent actors (:mod:`harness.sequences`) act through the actors, each agent from its hidden state
+in a :class:`harness.sequences.Memory` the caller keeps per stream of episodes (the training copies, an
+evaluation, a video) and is told where episodes start, so every stream resets alike.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from harness.sequences import Memory, hidden_size, is_recurrent
 from harness.task_api import ActionSpace
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread while acting: a step's operations are too small to share, and on a busy
+    machine waking a second thread for each costs tens of milliseconds (measured: 0.8 ms per GRU step
+    on one thread, 52 ms on two beside another process)."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 class Policy:
@@ -40,22 +62,52 @@ class Policy:
         # random over each agent's action space (evaluations always act with the policy).
         self.uniform = False
 
+    @property
+    def recurrent(self) -> bool:
+        """Whether any actor carries a hidden state (acting then needs a :meth:`memory`)."""
+        return is_recurrent(self.scheme.actors)
+
+    def memory(self, rows: int) -> Memory | None:
+        """Fresh hidden states for ``rows`` copies (None when every actor is feed-forward)."""
+        return Memory(self.scheme.actors, rows) if self.recurrent else None
+
     @torch.no_grad()
-    def act(self, obs: list[np.ndarray], deterministic: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def act(self, obs: list[np.ndarray], deterministic: bool = False, memory: Memory | None = None,
+            starts: np.ndarray | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Every agent's actions and their log-probabilities (the policy's own, unclipped samples), without
-        gradients (a network plugin's acting policy may use torch)."""
+        gradients (a network plugin's acting policy may use torch). Recurrent actors act from ``memory``
+        (updated in place), beginning anew in the copies where ``starts`` ``[rows]`` is True."""
         if self.uniform and not deterministic:
             return self._uniform(len(obs[0]))
         inputs = getattr(self.scheme, "actor_inputs", None)
         if inputs is not None:
             obs = inputs(obs)
+        if memory is not None:
+            with one_thread():
+                return self._act_recurrent(obs, deterministic, memory, starts)
         if self._fast is None:
             make = getattr(self.builder, "acting_policy", None)
             self._fast = (make(self.scheme.actors) if make is not None else None) or False
         if self._fast:
             return self._fast(obs, self.rng, deterministic)
-        out = [actor.act(torch.from_numpy(o), deterministic=deterministic) for actor, o in zip(self._actors(), obs)]
+        with one_thread():
+            out = [actor.act(torch.from_numpy(o), deterministic=deterministic) for actor, o in zip(self._actors(), obs)]
         return [a.numpy() for a, _ in out], [lp.numpy() for _, lp in out]
+
+    def _act_recurrent(self, obs: list[np.ndarray], deterministic: bool, memory: Memory,
+                       starts: np.ndarray | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        rows = len(obs[0])
+        s = torch.ones(rows, dtype=torch.bool) if starts is None else torch.as_tensor(np.asarray(starts, bool))
+        actions, logps = [], []
+        for i, (actor, o) in enumerate(zip(self._actors(), obs)):
+            x = torch.from_numpy(o)
+            if hidden_size(actor):
+                a, lp, memory.hidden[i] = actor.act(x, deterministic=deterministic, hidden=memory.hidden[i], starts=s)
+            else:
+                a, lp = actor.act(x, deterministic=deterministic)
+            actions.append(a.numpy())
+            logps.append(lp.numpy())
+        return actions, logps
 
     def _uniform(self, rows: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Uniform random actions for ``rows`` copies (log-probabilities 0: not the policy's)."""
@@ -69,9 +121,10 @@ class Policy:
         rule for every task, so no task plugin needs to clip."""
         return [a if b is None else np.clip(a, b[0], b[1]) for a, b in zip(actions, self._bounds)]
 
-    def greedy(self, obs: list[np.ndarray]) -> list[np.ndarray]:
+    def greedy(self, obs: list[np.ndarray], memory: Memory | None = None,
+               starts: np.ndarray | None = None) -> list[np.ndarray]:
         """The deterministic policy's actions as the task receives them (evaluations and videos)."""
-        return self.to_task(self.act(obs, deterministic=True)[0])
+        return self.to_task(self.act(obs, True, memory, starts)[0])
 
     def refresh(self) -> None:
         """The actors' weights changed (an update, a restore): rebuild what acting uses."""

@@ -4,6 +4,12 @@ HAPPO and MAPPO differ only in the agent order and in whether the factor M is ca
 agent to the next (``update_actors(order, sequential)``); everything else lives here once. A scheme
 varies the actor step through ``train_actor``'s ``surrogate`` and ``epochs`` (HAA2C) or replaces it
 (HATRPO's trust-region step), through :class:`harness.scheme.OnPolicyScheme`'s override points.
+
+A group whose actor is recurrent (:mod:`harness.sequences`) receives its data chunk after chunk and
+trains on minibatches of whole chunks; its :meth:`ActorGroup.evaluate` and
+:meth:`ActorGroup.distribution` pass each chunk's hidden state and episode starts to the actor, so a
+scheme's step (``surrogate``, HATRPO's KL) works alike for both kinds of actor, and the sequential
+factor M is carried over the same chunks.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import torch
 from torch import nn
 
 from harness.batch import Batch
+from harness.sequences import Sequences, arrange, chunk_length, hidden_size
 from harness.value_norm import ValueNorm
 
 
@@ -32,12 +39,48 @@ class ActorGroup:
 
     ``agent_ids`` > 0: the actor is shared and sees each agent's observation with that agent's
     one-hot identity (of width ``agent_ids``, the number of agents) appended, so it can tell agents apart.
+    ``sequences``: while a recurrent actor's group is updated, the chunks its data is laid out in.
     """
 
     actor: nn.Module
     optimizer: torch.optim.Optimizer
     agents: list[int]
     agent_ids: int = 0
+    sequences: Sequences | None = None
+
+    def parameters(self) -> Any:
+        """The actor's parameters."""
+        return self.actor.parameters()
+
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor,
+                 chunks: torch.Tensor | slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's log-probabilities and entropies of ``actions``; for a recurrent actor ``obs`` are
+        the rows of ``chunks`` (all by default) of its :attr:`sequences`."""
+        if self.sequences is None:
+            return self.actor.evaluate(obs, actions)
+        return self.actor.evaluate(obs, actions, **self.sequences.inputs(chunks))
+
+    def distribution(self, obs: torch.Tensor, chunks: torch.Tensor | slice = slice(None)) -> Any:
+        """The actor's action distributions at ``obs`` (as :meth:`evaluate` takes them)."""
+        if self.sequences is None:
+            return self.actor.distribution(obs)
+        return self.actor.distribution(obs, **self.sequences.inputs(chunks))
+
+    def minibatches(self, rows: int, count: int, gen: torch.Generator) -> list[tuple[Any, Any]]:
+        """``count`` minibatches over the group's ``rows`` rows as ``(rows, chunks)`` index pairs: random
+        rows for a feed-forward actor, random whole chunks for a recurrent one."""
+        if self.sequences is None:
+            return [(idx, slice(None)) for idx in minibatches(rows, count, gen)]
+        return [(self.sequences.rows(c), c) for c in minibatches(self.sequences.count, count, gen)]
+
+    def arrange(self, batch: Batch) -> torch.Tensor | None:
+        """Lay a recurrent actor's data out in chunks (setting :attr:`sequences`): the index that
+        reorders the stacked rows of :meth:`data`; None for a feed-forward actor."""
+        if not hidden_size(self.actor) or batch.hidden is None:
+            self.sequences = None
+            return None
+        index, self.sequences = arrange(self.agents, batch, chunk_length(self.actor), batch.states.device)
+        return index
 
     def actor_input(self, i: int, obs: Any) -> Any:
         """Agent ``i``'s observations ``[B, d]`` (numpy or torch) as this group's actor takes them."""
@@ -85,8 +128,8 @@ def train_actor(group: ActorGroup, obs: torch.Tensor, actions: torch.Tensor, old
     stats = {"policy_loss": 0.0, "entropy": 0.0, "ratio": 0.0, "clip_frac": 0.0, "actor_grad_norm": 0.0}
     steps = 0
     for _ in range(cfg.ppo_epochs if epochs is None else epochs):
-        for idx in minibatches(obs.shape[0], cfg.actor_minibatches, gen):
-            logp, entropy = group.actor.evaluate(obs[idx], actions[idx])
+        for idx, chunks in group.minibatches(obs.shape[0], cfg.actor_minibatches, gen):
+            logp, entropy = group.evaluate(obs[idx], actions[idx], chunks)
             ratio = torch.exp(logp - old_logp[idx])
             a = adv[idx]
             surr = clipped_surrogate(ratio, a, cfg.clip) if surrogate is None else surrogate(ratio, a, logp)
@@ -116,20 +159,27 @@ def update_actors(groups: Sequence[ActorGroup], order: Sequence[int], sequential
 
     With ``sequential`` (HAPPO, HATRPO) the advantage of each group is multiplied by the factor
     M = prod of pi_new/pi_old over the groups updated before it; the first sees the raw advantage.
-    Without it (MAPPO) every group trains on the raw advantage.
+    Without it (MAPPO) every group trains on the raw advantage. A recurrent group's rows are laid
+    out chunk after chunk (:meth:`ActorGroup.arrange`), its advantages with them.
     """
     factor = torch.ones_like(batch.advantages)
     per_group = []
     for g in order:
         group = groups[g]
         obs, actions, old_logp = group.data(batch)
+        index = group.arrange(batch)
         n = len(group.agents)
         adv = (batch.advantages * factor).repeat(n) if n > 1 else batch.advantages * factor
+        if index is not None:
+            obs, actions, old_logp, adv = obs[index], actions[index], old_logp[index], adv[index]
         per_group.append(train(group, obs, actions, old_logp, adv))
         if sequential:
             with torch.no_grad():
-                new_logp, _ = group.actor.evaluate(obs, actions)
-                factor = factor * torch.exp(new_logp - old_logp)
+                new_logp, _ = group.evaluate(obs, actions)
+                ratio = torch.exp(new_logp - old_logp)
+                if index is not None:  # back to the batch's row order
+                    ratio = torch.empty_like(ratio).index_copy_(0, index, ratio)
+                factor = factor * ratio
     metrics = {k: sum(m[k] for m in per_group) / len(per_group) for k in per_group[0]}
     metrics["factor_mean"] = factor.mean().item()
     metrics["order"] = " ".join(str(g) for g in order)

@@ -41,8 +41,8 @@ ACTION_SEED = 9
 
 
 def _uniform(task: VecTask, rng: np.random.Generator) -> Any:
-    """A uniform-random policy's ``act(obs)`` for ``task`` (one action array per agent)."""
-    def act(obs: list[np.ndarray]) -> list[np.ndarray]:
+    """A uniform-random policy's ``act(obs, starts)`` for ``task`` (one action array per agent)."""
+    def act(obs: list[np.ndarray], starts: np.ndarray) -> list[np.ndarray]:
         E = task.n_envs
         return [rng.integers(s.n, size=E) if s.kind == "discrete"
                 else rng.uniform(np.asarray(s.low, np.float32), np.asarray(s.high, np.float32),

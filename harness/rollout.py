@@ -39,6 +39,8 @@ class Rollout:
     terminated: np.ndarray      # [T, E] bool
     truncated: np.ndarray       # [T, E] bool
     episode_returns: list[float]  # team returns of the episodes that ended during the rollout
+    starts: np.ndarray | None = None             # [T, E] bool: an episode starts at this step
+    hidden: list[np.ndarray | None] | None = None  # per agent [T, E, H] (recurrent actors): state before each step
 
     def batch(self, advantages: torch.Tensor | None = None, returns: torch.Tensor | None = None,
               old_values: torch.Tensor | None = None) -> Batch:
@@ -48,7 +50,9 @@ class Rollout:
                      old_logp=[_flat(lp) for lp in self.logp], states=_flat(self.states[:T]),
                      advantages=advantages, returns=returns, old_values=old_values,
                      next_obs=[_flat(o) for o in self.next_obs], rewards=_flat(self.rewards),
-                     terminated=_flat(self.terminated), truncated=_flat(self.truncated), shape=(T, E))
+                     terminated=_flat(self.terminated), truncated=_flat(self.truncated), shape=(T, E),
+                     starts=None if self.starts is None else _flat(self.starts),
+                     hidden=None if self.hidden is None else [None if h is None else _flat(h) for h in self.hidden])
 
 
 class Collector:
@@ -60,8 +64,11 @@ class Collector:
         self.restart()
 
     def restart(self, episodes: Sequence[int] | None = None) -> None:
-        """Reset every copy (to its episode ``episodes[c]``, as a checkpoint saved them)."""
+        """Reset every copy (to its episode ``episodes[c]``, as a checkpoint saved them): every episode
+        starts anew, recurrent actors from their initial state."""
         self.obs, self.state = self.task.reset(episodes)
+        self.starts = np.ones(self.task.n_envs, bool)
+        self.memory = self.policy.memory(self.task.n_envs)
         if episodes is None:
             self.checker.check_reset(self.task, self.obs, self.state)
 
@@ -77,11 +84,20 @@ class Collector:
         rewards = np.empty((T, E), np.float32)
         terminated = np.empty((T, E), bool)
         truncated = np.empty((T, E), bool)
+        starts_buf = np.empty((T, E), bool)
+        memory = self.memory
+        hid_buf = None if memory is None else [None if h is None else np.empty((T, E, h.shape[1]), np.float32)
+                                                for h in memory.hidden]
         returns: list[float] = []
-        obs, state = self.obs, self.state
+        obs, state, starts = self.obs, self.state, self.starts
         check, act, to_task = self.checker.check_step, self.policy.act, self.policy.to_task
         for t in range(T):
-            actions, logps = act(obs)
+            starts_buf[t] = starts
+            if hid_buf is not None:
+                for h, buf in zip(memory.hidden, hid_buf):
+                    if buf is not None:
+                        buf[t] = h.numpy()
+            actions, logps = act(obs, False, memory, starts)
             for i in range(N):
                 obs_buf[i][t] = obs[i]
                 act_buf[i][t] = actions[i]
@@ -95,6 +111,7 @@ class Collector:
             final_states[t] = res.final_state
             returns.extend(res.episode_returns)
             obs, state = res.obs, res.state
+            starts = res.terminated | res.truncated
             for i in range(N):
                 next_obs_buf[i][t] = obs[i]
             for c, final in res.final_obs.items():
@@ -102,6 +119,6 @@ class Collector:
                     next_obs_buf[i][t, c] = final[i]
         states[T] = state
         self.checker.check_rollout(obs_buf + next_obs_buf, [states, final_states], rewards)
-        self.obs, self.state = obs, state
+        self.obs, self.state, self.starts = obs, state, starts
         return Rollout(obs_buf, next_obs_buf, act_buf, logp_buf, states, final_states, rewards, terminated,
-                       truncated, returns)
+                       truncated, returns, starts_buf, hid_buf)

@@ -194,10 +194,12 @@ class Trainer:
         if stream not in self._eval_tasks:
             self._eval_tasks[stream] = make_task(self.regs, cfg.task, cfg.eval_envs, cfg.seed, cfg.env, stream=stream)
 
-        def act(obs: list[np.ndarray]) -> list[np.ndarray]:
+        memory = self.policy.memory(self._eval_tasks[stream].n_envs)  # recurrent actors start afresh
+
+        def act(obs: list[np.ndarray], starts: np.ndarray) -> list[np.ndarray]:
             if stoppable:  # a standalone evaluation (harness eval) stops at once when asked
                 stopping.check()
-            return self.policy.greedy(obs)
+            return self.policy.greedy(obs, memory, starts)
         return play_fixed_episodes(self._eval_tasks[stream], act, episodes or cfg.eval_episodes, self.checker)
 
     @property

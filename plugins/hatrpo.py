@@ -59,7 +59,8 @@ def trust_region_step(actor: torch.nn.Module, obs: torch.Tensor, actions: torch.
                       advantages: torch.Tensor, kl_threshold: float, ls_step: int, accept_ratio: float,
                       backtrack_coeff: float, cg_iters: int = CG_ITERS, damping: float = DAMPING,
                       cg_tol: float = 1e-10) -> dict[str, float]:
-    """One TRPO step of ``actor`` on the surrogate mean(pi/pi_old * advantages); returns metrics
+    """One TRPO step of ``actor`` (an actor, or an actor group: anything with ``parameters``,
+    ``evaluate`` and ``distribution``) on the surrogate mean(pi/pi_old * advantages); returns metrics
     (``kl`` and ``surrogate_gain`` of the step taken, ``step_accepted`` 1 or 0, ``step_fraction``)."""
     params = [p for p in actor.parameters() if p.requires_grad]
     with torch.no_grad():
@@ -139,9 +140,10 @@ class HATRPO(OnPolicyScheme):
         return self.random_order()
 
     def train_group(self, group, obs, actions, old_logp, advantages) -> dict[str, float]:
-        stats = trust_region_step(group.actor, obs, actions, old_logp, advantages, **self.cfg.scheme_options)
+        # The group scores its data as its actor takes it (a recurrent actor's chunks with their states).
+        stats = trust_region_step(group, obs, actions, old_logp, advantages, **self.cfg.scheme_options)
         with torch.no_grad():
-            stats["entropy"] = group.actor.evaluate(obs, actions)[1].mean().item()
+            stats["entropy"] = group.evaluate(obs, actions)[1].mean().item()
         return stats
 
 

@@ -159,7 +159,7 @@ def test_the_kit_catches_broken_plugins(tmp_path):
 
 
 def test_unknown_plugin_name(regs):
-    with pytest.raises(HarnessError, match="no plugin, distribution or component named 'nope'; plugins: happo, hasac, hatrpo, mamujoco"):
+    with pytest.raises(HarnessError, match="no plugin, distribution or component named 'nope'; plugins: gru, happo, hasac, hatrpo, mamujoco"):
         check_plugin(regs, "nope")
 
 
