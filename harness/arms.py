@@ -16,7 +16,8 @@ each scheme an arm of its own name; ``[arms.<name>]`` tables add variants::
     network = "gru"
 
 An arm table holds ``scheme`` (required), any ``harness train --set`` key (``network``,
-``env = {...}``, ``scheme_options = {...}``, ...), ``include = "file.toml"``, ``tune``/``sweep`` as
+``env = {...}``, ``scheme_options = {...}``, a quoted ``"network.NAME" = value`` or ``network_options =
+{...}`` for the network's options, ...), ``include = "file.toml"``, ``tune``/``sweep`` as
 ``[schemes.S]`` does, and optionally ``tasks = [...]``, the suite's tasks it runs on (default: all),
 for a variant that only differs on some tasks. Its settings apply after ``[schemes.<its scheme>]``. Runs go to
 ``<out>/<task>/<arm>/seed_<k>/``; the plots, tables, verdicts and exports name the arm, and every

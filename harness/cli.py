@@ -65,15 +65,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def _print_options(regs, name: str) -> int:
     """The task options (``--set env.NAME=value``) of a task family (or family/scenario), a scheme's
-    options (``--set scheme.NAME=value``) and the keys it fixes, or an executor's options."""
+    options (``--set scheme.NAME=value``) and the keys it fixes, a network's options (``--set
+    network.NAME=value``), or an executor's options."""
     family, slash, _ = name.partition("/")
     kinds = ((regs.tasks, "task options of {} (--set env.NAME=value)"),
              (regs.schemes, "options of scheme {} (--set scheme.NAME=value)"),
+             (regs.networks, "options of network {} (--set network.NAME=value)"),
              (regs.executors, "options of executor {} (--executor-option NAME=value)"))
     found = [(reg, what) for reg, what in kinds if family in reg]
     if not found:
-        known = ", ".join(sorted({*regs.tasks.names(), *regs.schemes.names(), *regs.executors.names()}))
-        raise HarnessError(f"--options {name!r}: not a task family, scheme or executor; known: {known}")
+        known = ", ".join(sorted({*regs.tasks.names(), *regs.schemes.names(), *regs.networks.names(),
+                                  *regs.executors.names()}))
+        raise HarnessError(f"--options {name!r}: not a task family, scheme, network or executor; known: {known}")
     reg, what = found[0]
     if slash and reg is not regs.tasks:
         raise HarnessError(f"--options {name!r}: only task names take a scenario; give {family!r}")
@@ -85,6 +88,9 @@ def _print_options(regs, name: str) -> int:
         from harness.scheme_config import declared
         for key, value in declared(entry)[1].items():
             print(f"{family} fixes {key} = {value!r}")
+    if reg is regs.networks:
+        from harness.scheme_config import declared_network
+        declared_network(entry)  # a malformed declaration is the plugin's one-line error
     options = entry.extra.get("options") or {}
     print(f"{what.format(family)}:" if options else f"{family}: no options")
     for key, opt in options.items():
@@ -95,11 +101,15 @@ def _print_options(regs, name: str) -> int:
 
 
 def _scheme_epilog() -> str:
-    """The installed schemes' own options (``--set scheme.NAME=value``) and fixed keys, for train --help."""
+    """The installed schemes' own options (``--set scheme.NAME=value``) and fixed keys, and the networks'
+    options (``--set network.NAME=value``), for train --help."""
     from harness.plugins import load_plugins
-    from harness.scheme_config import option_help
-    lines = [f"  {scheme}: {line}" for scheme, items in option_help(load_plugins()).items() for line in items]
-    return "\n\nscheme options (--set scheme.NAME=value) and keys a scheme fixes:\n" + "\n".join(lines) if lines else ""
+    from harness.scheme_config import network_option_help, option_help
+    regs = load_plugins()
+    lines = [f"  {scheme}: {line}" for scheme, items in option_help(regs).items() for line in items]
+    nets = [f"  {net}: {line}" for net, items in network_option_help(regs).items() for line in items]
+    text = "\n\nscheme options (--set scheme.NAME=value) and keys a scheme fixes:\n" + "\n".join(lines) if lines else ""
+    return text + ("\n\nnetwork options (--set network.NAME=value):\n" + "\n".join(nets) if nets else "")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -357,7 +367,8 @@ def build_parser(help_wanted: bool = False) -> argparse.ArgumentParser:
     p = sub.add_parser("check-plugin", help="run the conformance checks on a plugin's tasks, networks and schemes")
     p.add_argument("name", help="a plugin name (as `harness plugins` shows it) or one task family, network or scheme")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a config override for the schemes' training checks, e.g. scheme.warmup_steps=50")
+                   help="a config override for the schemes' training checks, e.g. scheme.warmup_steps=50; "
+                        "network.NAME=value also builds the networks checked with that option")
     _add_plugin_arg(p)
     p.set_defaults(func=cmd_check_plugin)
 

@@ -61,15 +61,17 @@ def _value(v: Any) -> str:
 
 
 def settings(record: dict[str, Any]) -> dict[str, str]:
-    """A run's config as flat ``key -> value text``: ``env.NAME`` and ``scheme.NAME`` for the task and
-    scheme options, without the seed, task, scheme and the keys that only say how a run is watched."""
+    """A run's config as flat ``key -> value text``: ``env.NAME``, ``scheme.NAME`` and ``network.NAME``
+    for the task, scheme and network options, without the seed, task, scheme and the keys that only
+    say how a run is watched."""
     cfg = record.get("config") or {}
     out: dict[str, str] = {}
+    prefixes = {"env": "env", "scheme_options": "scheme", "network_options": "network"}
     for key, value in comparable(cfg).items():
         if key in _IDENTITY:
             continue
-        if key in ("env", "scheme_options") and isinstance(value, dict):
-            prefix = "env" if key == "env" else "scheme"
+        if key in prefixes and isinstance(value, dict):
+            prefix = prefixes[key]
             out.update({f"{prefix}.{k}": _value(v) for k, v in sorted(value.items())})
         else:
             out[key] = _value(value)

@@ -2,7 +2,8 @@
 
 Defaults are HARL's ``happo.yaml`` defaults (see DESIGN notes in the README). ``--set key=value``
 is type-checked against the field; ``--set env.NAME=value`` sets a task option, checked by the task,
-and ``--set scheme.NAME=value`` an option the scheme declared (see :mod:`harness.scheme_config`).
+``--set scheme.NAME=value`` an option the scheme declared and ``--set network.NAME=value`` one the
+network declared (see :mod:`harness.scheme_config`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ class TrainConfig:
     env: dict = _f({}, "task options, set as env.NAME=value")
     scheme_options: dict = _f({}, "the scheme's own settings, set as scheme.NAME=value (harness plugins --options "
                                   "SCHEME lists them)", omit_default=True)
+    network_options: dict = _f({}, "the network's own settings, set as network.NAME=value (harness plugins --options "
+                                   "NETWORK lists them)", omit_default=True)
+    network_legacy: dict = _f({}, "set by the network, not by hand: its option values that compute what it computed "
+                                  "before it declared options (options at them are left out of the config digest, "
+                                  "so older runs keep theirs)", omit_default=True, run_only=True)
     init_from: str = _f("", "start from another run's policy: its run directory (best.pt, else checkpoint.pt) "
                             "or a .pt file", omit_default=True)
     device: str = _f("cpu", "where updates run: cpu, cuda, cuda:N or auto (cuda when available); acting stays "
@@ -175,9 +181,20 @@ def check_count(value: Any, what: str, maximum: int = MAX_COUNT, minimum: int = 
 def comparable(config: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """The keys of a config (as :meth:`TrainConfig.to_dict` gives it) that say what the run does:
     without the keys that only say how it is watched (:data:`RUN_ONLY`), the keys added later while
-    they hold their defaults (:data:`OMIT_DEFAULT`, so older runs compare as they did), and ``drop``."""
+    they hold their defaults (:data:`OMIT_DEFAULT`, so older runs compare as they did), and ``drop``.
+    A network option holding the value its network records under ``network_legacy`` (what the network
+    computed before it declared options) is left out too: such a run is the run it was before."""
+    config = _without_legacy(config)
     return {k: v for k, v in config.items()
             if k not in drop and k not in RUN_ONLY and not (k in OMIT_DEFAULT and v == OMIT_DEFAULT[k])}
+
+
+def _without_legacy(config: dict[str, Any]) -> dict[str, Any]:
+    options, legacy = config.get("network_options"), config.get("network_legacy")
+    if not (isinstance(options, dict) and isinstance(legacy, dict) and legacy):
+        return config
+    same = {k for k, v in options.items() if k in legacy and type(legacy[k]) is type(v) and legacy[k] == v}
+    return {**config, "network_options": {k: v for k, v in options.items() if k not in same}}
 
 
 def config_digest(config: dict[str, Any]) -> str:
@@ -219,8 +236,10 @@ RUN_ONLY = frozenset(name for name, f in FIELDS.items() if f.metadata.get("run_o
 OMIT_DEFAULT = {name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
                 for name, f in FIELDS.items() if f.metadata.get("omit_default")}
 #: Config keys that hold option tables, and the prefix that sets one option: ``env.fast=true``,
-#: ``scheme.kl_threshold=0.02``.
-TABLES = {"env": "env", "scheme": "scheme_options"}
+#: ``scheme.kl_threshold=0.02``, ``network.layer_norm=false``. (``network`` is also the key naming the
+#: network: ``network = "mlp"`` names it, ``network.NAME = value`` or a ``network = {...}`` table sets
+#: its options.)
+TABLES = {"env": "env", "scheme": "scheme_options", "network": "network_options"}
 
 
 def field_help() -> dict[str, str]:
@@ -236,8 +255,9 @@ def field_help() -> dict[str, str]:
 
 
 def apply_override(cfg: TrainConfig, key: str, value: Any) -> None:
-    """Set one field, ``env.NAME`` task option or ``scheme.NAME`` scheme option from a value; fields
-    are type-checked here, options when the task or scheme is built (they know their options)."""
+    """Set one field, ``env.NAME`` task option, ``scheme.NAME`` scheme option or ``network.NAME`` network
+    option from a value; fields are type-checked here, options when the run is resolved against the
+    task, scheme and network (they know their options)."""
     key = key.strip()
     prefix, dot, name = key.partition(".")
     if dot and prefix in TABLES:
@@ -248,7 +268,7 @@ def apply_override(cfg: TrainConfig, key: str, value: Any) -> None:
     if key in TABLES and isinstance(value, dict):  # TOML's dotted keys: scheme.kl_threshold = 0.02
         getattr(cfg, TABLES[key]).update(value)
         return
-    if key in TABLES.values():
+    if key in FIELDS and _HINTS[key] is dict:  # env, scheme_options, network_options, network_legacy
         if not isinstance(value, dict):
             raise HarnessError(f"{key}={value!r} must be a table of options")
         getattr(cfg, key).update(value)
@@ -402,7 +422,8 @@ def load_overrides_file(path: str | Path) -> list[tuple[str, Any]]:
     data = read_toml(path, "config")
     for key in data:
         if key not in FIELDS and key.partition(".")[0] not in TABLES:
-            raise HarnessError(f"{path}: unknown option {key!r}; known: {', '.join(FIELDS)}, env.NAME, scheme.NAME")
+            raise HarnessError(f"{path}: unknown option {key!r}; known: {', '.join(FIELDS)}, env.NAME, scheme.NAME, "
+                               "network.NAME")
     return list(data.items())
 
 

@@ -18,10 +18,11 @@ import torch
 
 from harness.config import build_config
 from harness.task_api import ActionSpace, VecTask
-from harness.errors import HarnessError, describe
+from harness.errors import HarnessError, PluginError, describe
 from harness.plugins import Registries
 from harness.replay import is_off_policy
 from harness.scheme import core_advantages
+from harness.scheme_config import resolve_network_options
 from harness.sequences import arrange, chunk_length, hidden_size
 from harness.tasks import make_task
 
@@ -248,10 +249,25 @@ def _check_frames(regs: Registries, name: str, options: dict[str, Any]) -> None:
 
 
 # -- networks ----------------------------------------------------------------------------------------
-def check_network(regs: Registries, name: str) -> list[Check]:
+def network_overrides(overrides: Any) -> list[tuple[str, Any]]:
+    """The network options among ``check-plugin --set`` overrides (``network.NAME=value``)."""
+    return [(k, v) for k, v in overrides
+            if (k.partition(".")[0] == "network" and "." in k) or k == "network_options"]
+
+
+def check_network(regs: Registries, name: str, overrides: list[tuple[str, Any]] = ()) -> list[Check]:
+    """The network checks, its actors and critic built with its declared options (defaults, or as
+    ``overrides`` set them: ``check-plugin --set network.NAME=value``; a value the network refuses is
+    a one-line error before any check)."""
     entry = regs.networks.get(name)
     c = _Collector("network", name)
-    cfg = build_config({**TINY, "network": name})
+    net_over = network_overrides(overrides)
+    cfg = build_config(list({**TINY, "network": name}.items()) + net_over)
+    try:
+        resolve_network_options(cfg, regs)
+    except PluginError as exc:
+        c.checks.append(Check("network", name, "declares its options as harness.options.Option", False, str(exc)))
+        return c.checks
     builder = c.run("the builder constructs", entry.factory)
     if builder is None:
         return c.checks
@@ -320,7 +336,7 @@ def check_network(regs: Registries, name: str) -> list[Check]:
     if RATIO_SCHEME in regs.schemes:
         for kind, env in KIND_OPTIONS.items():
             c.run(f"{kind} actors in a {RATIO_SCHEME} run: {RATIO_CHECK}",
-                  lambda env=env: _network_ratio(regs, name, env))
+                  lambda env=env: _network_ratio(regs, name, env, net_over))
     return c.checks
 
 
@@ -350,15 +366,17 @@ def _check_recurrent(actor: Any, obs: torch.Tensor, actions: torch.Tensor, width
 RATIO_SCHEME = "happo"
 
 
-def _network_ratio(regs: Registries, network: str, env: dict[str, Any]) -> None:
+def _network_ratio(regs: Registries, network: str, env: dict[str, Any],
+                   overrides: list[tuple[str, Any]] = ()) -> None:
     """The first-rollout ratio check (:func:`_check_ratio`) for ``network``'s actors in a
-    ``RATIO_SCHEME`` run on the scheme task."""
+    ``RATIO_SCHEME`` run on the scheme task (``overrides``: the network's options)."""
     from harness.trainer import Trainer
 
-    settings = {**TINY, "scheme": RATIO_SCHEME, "network": network, "task": SCHEME_TASK, "seed": 1, "env": env}
+    settings = list({**TINY, "scheme": RATIO_SCHEME, "network": network, "task": SCHEME_TASK, "seed": 1,
+                     "env": env}.items()) + list(overrides)
     probe = regs.networks.get(network).factory().actor(4, ActionSpace(kind="discrete", n=2), build_config(settings))
     if hidden_size(probe):  # a recurrent network's chunks must tile the rollout: two of them
-        settings["rollout_length"] = 2 * chunk_length(probe)
+        settings.append(("rollout_length", 2 * chunk_length(probe)))
     trainer = Trainer(build_config(settings), regs, None, progress=False)
     try:
         batch, _ = trainer.collect()
@@ -608,7 +626,7 @@ def components(regs: Registries, name: str) -> list[tuple[str, str]]:
 
 def check_plugin(regs: Registries, name: str, overrides: list[tuple[str, Any]] = ()) -> list[Check]:
     """Checks for every component :func:`components` finds for ``name`` (schemes trained with
-    ``overrides``)."""
-    run = {"task": check_task, "network": check_network,
+    ``overrides``, networks built with the ``network.NAME`` ones)."""
+    run = {"task": check_task, "network": lambda r, n: check_network(r, n, overrides),
            "scheme": lambda r, n: check_scheme(r, n, overrides)}
     return [c for kind, component in components(regs, name) for c in run[kind](regs, component)]

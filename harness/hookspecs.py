@@ -34,12 +34,17 @@ def register_tasks(register: Callable[..., None]) -> None:
 
 @hookspec
 def register_networks(register: Callable[..., None]) -> None:
-    """Add network builders: ``register(name, builder_class, description="")``.
+    """Add network builders: ``register(name, builder_class, description="", options={...}, legacy={...})``.
 
     ``builder_class()`` gives an object with ``actor(obs_dim, action_space, config)`` and
     ``critic(state_dim, config)`` methods. An actor is a torch module with ``act(obs, deterministic)
     -> (actions, log_probs)`` and ``evaluate(obs, actions) -> (log_probs, entropies)``; a critic
-    maps states ``[B, state_dim]`` to values ``[B]``.
+    maps states ``[B, state_dim]`` to values ``[B]``. ``options`` (a dict of
+    :class:`harness.options.Option`) are the network's own settings, set as ``network.NAME=value``;
+    the builder reads them from ``config.network_options["NAME"]`` (every declared one is there,
+    defaults filled in and checked before the run starts). ``legacy`` (optional) gives the option
+    values that compute what the network computed before it declared options, so runs made then keep
+    their config digests. See :mod:`harness.scheme_config`.
     """
 
 

@@ -9,6 +9,13 @@ options given (``env.NAME``) converted to the types the task family declares (``
 ``1`` for a boolean option are one value), so the config (and its digest, and ``config.json``) says
 what ran and equal settings hash equal. It is idempotent, and every place that compares
 a run with what a suite asks resolves first.
+
+A network registers ``options={...}`` the same way (set as ``network.layer_norm=false``, read by its builder
+from ``config.network_options``); :func:`resolve_network_options` (called by
+:func:`resolve_scheme_config`) fills and checks them against the run's network. A network that had
+no options before may register ``legacy={...}``: the option values that compute what it computed
+then; the config records them under ``network_legacy`` and its digest leaves options at those values
+out, so runs made before the network declared options keep their digests.
 """
 
 from __future__ import annotations
@@ -42,10 +49,52 @@ def declared(entry: Any) -> tuple[dict[str, Option], dict[str, Any]]:
     return options, fixed
 
 
+def declared_network(entry: Any) -> tuple[dict[str, Option], dict[str, Any]]:
+    """The options a network's registry entry declares and its ``legacy`` values (checked: a plugin's
+    mistake is named as the plugin's)."""
+    options = entry.extra.get("options") or {}
+    legacy = entry.extra.get("legacy") or {}
+    where = f"plugin {entry.plugin!r}: network {entry.name!r}"
+    if not isinstance(options, dict) or not all(isinstance(k, str) and k and "." not in k and isinstance(o, Option)
+                                                for k, o in options.items()):
+        raise PluginError(f"{where} registered options={options!r}; expected a dict of harness.options.Option "
+                          "by option name")
+    if not isinstance(legacy, dict) or set(legacy) - set(options):
+        raise PluginError(f"{where} registered legacy={legacy!r}; expected a dict of values of its declared options "
+                          f"({', '.join(sorted(options)) or 'none'})")
+    try:
+        checked = {k: options[k].check(f"network.{k}", coerce(f"network.{k}", v, options[k].type))
+                   for k, v in legacy.items()}
+    except HarnessError as exc:
+        raise PluginError(f"{where} registered legacy={legacy!r}: {exc}") from None
+    return options, checked
+
+
+def resolve_network_options(cfg: TrainConfig, regs: Any) -> None:
+    """Fill ``cfg.network_options`` with the network's defaults, each value given converted to its
+    declared type and range-checked: an unknown name (or any option of a network that declares none),
+    a wrong type or a value out of range is a one-line error naming ``network.NAME=value`` and what
+    the network accepts. Sets ``cfg.network_legacy`` from the network's registration."""
+    entry = regs.networks.get(cfg.network)
+    options, legacy = declared_network(entry)
+    given = dict(cfg.network_options)
+
+    def unknown(key: str, known: list[str]) -> str:
+        head = f"network.{key}={given[key]}: "
+        if not known:
+            return head + f"network {cfg.network!r} declares no options"
+        return head + f"unknown option of network {cfg.network!r}; its options: " + ", ".join(f"network.{n}" for n in known)
+
+    full = {**{k: o.default for k, o in options.items()}, **given}  # defaults converted too
+    cfg.network_options = resolve(options, full, lambda k: f"network.{k}", unknown)
+    cfg.network_legacy = dict(legacy)
+
+
 def resolve_scheme_config(cfg: TrainConfig, regs: Any) -> dict[str, dict[str, Any]]:
     """Fill ``cfg.scheme_options`` with the scheme's defaults (an unknown name or a wrong type is a
-    one-line error naming the scheme and what it accepts) and set the keys it fixes. Returns the fixed
-    keys whose asked value differed, ``{key: {"asked": a, "ran": b}}``, for the run's record."""
+    one-line error naming the scheme and what it accepts) and set the keys it fixes; fill and check
+    the network's options (:func:`resolve_network_options`). Returns the fixed keys whose asked value
+    differed, ``{key: {"asked": a, "ran": b}}``, for the run's record."""
     cfg.env = typed_task_options(cfg, regs)
     entry = regs.schemes.get(cfg.scheme)
     options, fixed = declared(entry)
@@ -65,6 +114,7 @@ def resolve_scheme_config(cfg: TrainConfig, regs: Any) -> dict[str, dict[str, An
         apply_override(cfg, key, value)
         if getattr(cfg, key) != asked:
             changed[key] = {"asked": asked, "ran": getattr(cfg, key)}
+    resolve_network_options(cfg, regs)
     cfg.validate()
     return changed
 
@@ -92,6 +142,21 @@ def option_help(regs: Any) -> dict[str, list[str]]:
         lines = [f"scheme.{n}: {o.help} [{o.type.__name__}, default: {o.default}]"
                  + (f" ({o.range_text()})" if o.range_text() else "") for n, o in options.items()]
         lines += [f"{k} is fixed at {v}" for k, v in fixed.items()]
+        if lines:
+            out[entry.name] = lines
+    return out
+
+
+def network_option_help(regs: Any) -> dict[str, list[str]]:
+    """Per network, one help line per declared option (for ``train --help``)."""
+    out = {}
+    for entry in regs.networks:
+        try:
+            options, _ = declared_network(entry)
+        except PluginError:
+            continue
+        lines = [f"network.{n}: {o.help} [{o.type.__name__}, default: {o.default}]"
+                 + (f" ({o.range_text()})" if o.range_text() else "") for n, o in options.items()]
         if lines:
             out[entry.name] = lines
     return out

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import scheme_config
-from harness.config import (FIELDS, MAX_COUNT, MAX_SEED, MAX_TRIALS, RUN_ONLY, TABLES, absolute_specs, build_config,
-                            check_count, check_name, need, need_unique, plugin_list, read_spec_file, seed_list)
+from harness.config import (FIELDS, MAX_COUNT, MAX_SEED, MAX_TRIALS, RUN_ONLY, TABLES, TrainConfig, absolute_specs,
+                            build_config, check_count, check_name, need, need_unique, plugin_list, read_spec_file, seed_list)
 from harness.errors import HarnessError
 from harness.plugins import Registries, load_plugins
 from harness.references import ceiling
@@ -113,10 +113,14 @@ def check_not_decided(keys: list[str], path: Path, table: str) -> None:
                                f"use {SWEEP_DECIDES[key]} instead")
 
 
-def int_option_keys(regs: Registries, scheme_entry: Any, tasks: list[str]) -> frozenset[str]:
-    """The ``scheme.NAME`` and ``env.NAME`` keys of the scheme's and the tasks' options declared as
-    integers: a sweep samples them as integers."""
+def int_option_keys(regs: Registries, scheme_entry: Any, tasks: list[str], networks: Any = ()) -> frozenset[str]:
+    """The ``scheme.NAME``, ``env.NAME`` and ``network.NAME`` keys of the scheme's, the tasks' and the
+    ``networks``' options declared as integers: a sweep samples them as integers."""
     keys = {f"scheme.{n}" for n, o in scheme_config.declared(scheme_entry)[0].items() if o.type is int}
+    for network in networks:
+        if network in regs.networks:
+            options = scheme_config.declared_network(regs.networks.get(network))[0]
+            keys |= {f"network.{n}" for n, o in options.items() if o.type is int}
     for task in tasks:
         family = task.partition("/")[0]
         if family in regs.tasks:
@@ -232,7 +236,9 @@ def sweep_from_data(data: dict[str, Any], path: Path, out: str | Path | None = N
     check_not_decided(list(space_specs), path, "space")
     check_not_decided(list(data.get("config", {})), path, "config")
     where = f"{path}: search space"
-    int_options = int_option_keys(regs, entry, tasks)
+    named = [v for k, v in [*data.get("config", {}).items(), *last, *[kv for o in per_task.values() for kv in o]]
+             if k == "network" and isinstance(v, str)]
+    int_options = int_option_keys(regs, entry, tasks, named or [TrainConfig.network])
     space = [parse_dimension(n, s, where, int_options) for n, s in space_specs.items()]
     fixed_by_scheme = scheme_config.declared(entry)[1]
     for d in space:

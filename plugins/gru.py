@@ -117,5 +117,5 @@ class GRUBuilder:
 
 @hookimpl
 def register_networks(register):
-    register("gru", GRUBuilder, description="recurrent actors: the mlp trunk, a GRU and the mlp heads "
+    register("gru", GRUBuilder, options=OPTIONS, description="recurrent actors: the mlp trunk, a GRU and the mlp heads "
              "(HARL's use_recurrent_policy); trained on chunks of chunk_length steps")

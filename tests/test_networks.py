@@ -23,12 +23,16 @@ def _perturb(actor: torch.nn.Module, seed: int) -> None:
             p.add_(0.3 * torch.randn(p.shape, generator=g))
 
 
+@pytest.mark.parametrize("layer_norm", [True, False])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_numpy_policy_matches_torch_actors(activation):
+def test_numpy_policy_matches_torch_actors(activation, layer_norm):
     # Heterogeneous agents: two discrete ones with the same shapes (stacked together), one with
     # another observation size, one Gaussian; agent 4 is agent 0 again (parameter sharing).
-    actors = [MLPActor(7, DISCRETE, [16, 16], activation), MLPActor(7, DISCRETE, [16, 16], activation),
-              MLPActor(4, DISCRETE, [16, 16], activation), MLPActor(6, BOX, [16, 16], activation)]
+    # (network.layer_norm=false: the same without any LayerNorm.)
+    actors = [MLPActor(7, DISCRETE, [16, 16], activation, layer_norm),
+              MLPActor(7, DISCRETE, [16, 16], activation, layer_norm),
+              MLPActor(4, DISCRETE, [16, 16], activation, layer_norm), MLPActor(6, BOX, [16, 16], activation, layer_norm)]
+    assert any(isinstance(m, torch.nn.LayerNorm) for m in actors[0].modules()) == layer_norm
     for k, a in enumerate(actors):
         _perturb(a, k)
     actors.append(actors[0])
@@ -88,3 +92,19 @@ def test_acting_policy_declines_foreign_actors():
     class Other(torch.nn.Module):
         pass
     assert MLPBuilder().acting_policy([Other()]) is None
+
+
+def test_layer_norm_option_reaches_the_builder():
+    """``config.network_options["layer_norm"]`` decides the LayerNorms; a config without the key (built by
+    hand) gets the default, the network as it was before it declared the option."""
+    from types import SimpleNamespace
+    base = {"hidden_sizes": [8], "activation": "relu"}
+    lns = lambda net: sum(isinstance(m, torch.nn.LayerNorm) for m in net.modules())  # noqa: E731
+    for options, want in (({}, 2), ({"layer_norm": True}, 2), ({"layer_norm": False}, 0)):
+        cfg = SimpleNamespace(**base, network_options=options)
+        assert lns(MLPBuilder().actor(5, DISCRETE, cfg)) == want and lns(MLPBuilder().critic(5, cfg)) == want
+    assert lns(MLPBuilder().actor(5, DISCRETE, SimpleNamespace(**base))) == 2
+    # the default keeps the module layout older runs' checkpoints were saved with
+    actor = MLPBuilder().actor(5, BOX, SimpleNamespace(**base, network_options={"layer_norm": True}))
+    assert list(actor.state_dict()) == ["log_std", "body.0.weight", "body.0.bias", "body.1.weight", "body.1.bias",
+                                        "body.3.weight", "body.3.bias", "head.weight", "head.bias"]
