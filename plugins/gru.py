@@ -65,7 +65,7 @@ class GRUActor(nn.Module):
             y, h = self.gru(x[t:t + 1], h * keep[t][None, :, None])  # an episode start begins from zeros
             outs.append(y[0])
         feats = self.norm(torch.stack(outs)).transpose(0, 1).reshape(n * steps, self.width)
-        return self.head(feats), h.transpose(0, 1).reshape(n, self.hidden_size)
+        return self.head(feats), h.transpose(0, 1).reshape(n, self.layers * self.width)
 
     def act(self, obs: torch.Tensor, deterministic: bool = False, hidden: torch.Tensor | None = None,
             starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -136,6 +136,11 @@ class HASAC:
     def __init__(self, task: Any, builder: Any, config: Any) -> None:
         if any(s.kind != "box" for s in task.action_spaces):
             raise HarnessError(f"hasac needs box actions; {config.task} has discrete ones (for MPE: env.continuous=true)")
+        unused = (f"network={config.network!r}" if config.network != "mlp" else
+                  "network.layer_norm=false" if not dict(config.network_options or {}).get("layer_norm", True) else "")
+        if unused:
+            raise HarnessError(f"scheme 'hasac' builds its own networks (squashed-Gaussian actors and twin Q critics "
+                               f"of hidden_sizes); {unused} would not be used: leave the network at mlp's defaults")
         self.cfg, opts = config, dict(config.scheme_options)
         self.opts = opts
         self.n_agents = len(task.agents)
