@@ -7,8 +7,8 @@ stepped, networks evaluated, schemes trained for a tiny budget on a built-in MPE
 
 from __future__ import annotations
 
+import copy
 import io
-
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -500,11 +500,53 @@ def _check_on_policy(c: _Collector, regs: Registries, name: str, env: dict[str, 
     try:
         scheme = trainer.scheme
         c.run(RATIO_CHECK, lambda: _check_ratio(scheme, batch))
+        if getattr(scheme, "joint_ratio", False):
+            c.run(JOINT_CHECK, lambda: _check_joint(regs, name, env, overrides))
         if not core_advantages(scheme) or not callable(getattr(scheme, "values", None)):
             return
         c.run(UNITS_CHECK, lambda: _check_return_units(scheme, batch))
         if getattr(scheme, "value_norm", None) is not None:
             c.run(NORM_CHECK, lambda: _check_values_norm(scheme, batch.states))
+    finally:
+        trainer.close()
+
+
+JOINT_CHECK = "joint_ratio: each agent's step follows its own surrogate, the others' ratios detached"
+
+
+def _check_joint(regs: Registries, name: str, env: dict[str, Any], overrides: list[tuple[str, Any]]) -> None:
+    """A ``joint_ratio`` scheme's one actor step (one epoch, one minibatch, no entropy bonus, no clipping
+    of the gradient norm) from a fresh run: every actor's gradient must be that of its own agents'
+    ``joint_surrogate`` alone, computed here with the others' ratios fixed at what they are before the
+    step (1). A scheme that lets the others' ratios carry gradient adds their surrogates' gradients to
+    each agent's, N times the own one on the first step."""
+    from harness.trainer import Trainer
+
+    fixed = {"ppo_epochs": 1, "actor_minibatches": 1, "entropy_coef": 0.0, "max_grad_norm": 1e9}
+    cfg = build_config(list({**TINY, "scheme": name, "task": SCHEME_TASK, "seed": 1, "env": env}.items())
+                       + list(overrides) + list(fixed.items()))
+    trainer = Trainer(cfg, regs, None, progress=False)
+    try:
+        batch, _ = trainer.collect()
+        scheme = trainer.scheme
+        ref = copy.deepcopy(scheme)
+        for group in ref.groups:
+            for i in group.agents:
+                logp, _ = group.actor.evaluate(group.actor_input(i, batch.obs[i]), batch.actions[i])
+                ratio = torch.exp(logp - batch.old_logp[i])
+                (-ref.joint_surrogate(ratio, torch.ones_like(ratio), batch.advantages, logp)).backward()
+        scheme.update(batch)
+        for k, (mine, own) in enumerate(zip(scheme.groups, ref.groups)):
+            got = [p.grad for p in mine.actor.parameters()]
+            if any(g is None for g in got):
+                continue  # the scheme clears its gradients after stepping: nothing to compare
+            g = torch.cat([x.reshape(-1) for x in got])
+            want = torch.cat([p.grad.reshape(-1) for p in own.actor.parameters()])
+            scale = (g @ want / (want @ want).clamp_min(1e-30)).item()
+            assert torch.allclose(g, want, rtol=1e-3, atol=1e-7), (
+                f"actor {k}'s gradient is {scale:.3g} x its own agents' joint_surrogate's: the other agents' ratios "
+                "must enter each agent's surrogate detached (set joint_ratio and override joint_surrogate; the core "
+                "detaches them, harness.joint)")
     finally:
         trainer.close()
 

@@ -9,7 +9,10 @@ A scheme plugin subclasses :class:`OnPolicyScheme` and overrides what it changes
 - ``train_group(group, obs, actions, old_logp, advantages)``: one group's whole update (HATRPO
   replaces the Adam epochs with a trust-region step);
 - ``make_groups``: how agents map to actors (parameter sharing); a group that shares one actor
-  between several agents sets ``agent_ids`` so the actor sees which agent it acts for.
+  between several agents sets ``agent_ids`` so the actor sees which agent it acts for;
+- ``joint_ratio = True`` with ``joint_surrogate(ratio, others, advantages, logp)``: every actor
+  trained together, each agent's surrogate given the other agents' current ratios on the same rows,
+  detached (CoPPO-style schemes; :mod:`harness.joint`).
 
 :data:`PPO_SEARCH_SPACE` is the PPO family's default sweep space, registered with the schemes.
 """
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.joint import train_jointly
 from harness.ppo import ActorGroup, Batch, clipped_surrogate, train_actor, train_critic, update_actors
 from harness.value_norm import ValueNorm
 
@@ -68,6 +72,8 @@ class OnPolicyScheme:
     """Actors (one group per agent by default), a centralised critic, and the PPO-style update."""
 
     sequential: bool = False
+    # True: every actor trains together, each agent's joint_surrogate seeing the others' ratios (harness.joint).
+    joint_ratio: bool = False
     # True: the core computes the batch's advantages (GAE) from this scheme's V(state) critic (``values``).
     # False: the batch carries the raw rollout and the scheme computes its own (e.g. per-agent critics).
     # ``state_critic`` is the earlier name of this flag and is still honoured (see core_advantages()).
@@ -133,6 +139,13 @@ class OnPolicyScheme:
         new ``logp`` are ``[b]`` tensors; the entropy bonus (``entropy_coef``) is added by the core."""
         return clipped_surrogate(ratio, advantages, self.cfg.clip)
 
+    def joint_surrogate(self, ratio: torch.Tensor, others: torch.Tensor, advantages: torch.Tensor,
+                        logp: torch.Tensor) -> torch.Tensor:
+        """With ``joint_ratio``: the policy term of one agent's step, from its own ``ratio`` (with
+        gradient) and ``others``, the product of the other agents' current ratios on the same rows
+        (detached); by default ``surrogate`` on the joint ratio ``ratio * others``."""
+        return self.surrogate(ratio * others, advantages, logp)
+
     def actor_epochs(self) -> int:
         """Passes over the batch per actor update (``ppo_epochs``)."""
         return self.cfg.ppo_epochs
@@ -145,8 +158,12 @@ class OnPolicyScheme:
                            self.actor_epochs())
 
     def update(self, batch: Batch) -> dict[str, Any]:
-        """Update every actor group (in ``order()``, each with ``train_group``), then the critic."""
-        metrics = update_actors(self.groups, self.order(), self.sequential, batch, self.train_group)
+        """Update every actor group (in ``order()``, each with ``train_group``; all together with
+        ``joint_ratio``), then the critic."""
+        if self.joint_ratio:
+            metrics = train_jointly(self.groups, batch, self.cfg, self.gen, self.joint_surrogate, self.actor_epochs())
+        else:
+            metrics = update_actors(self.groups, self.order(), self.sequential, batch, self.train_group)
         metrics.update(train_critic(self.critic, self.critic_optimizer, self.value_norm, batch, self.cfg, self.gen))
         return metrics
 

@@ -36,13 +36,13 @@ def test_installed_example_registers_through_its_entry_points(example_site):
     out = harness(example_site, "plugins")
     assert out.returncode == 0, out.stderr
     assert "ippo  [plugin: ippo]" in out.stdout and "haa2c  [plugin: haa2c]" in out.stdout
-    assert "matd3  [plugin: matd3]" in out.stdout
+    assert "matd3  [plugin: matd3]" in out.stdout and "coppo  [plugin: coppo]" in out.stdout
     assert "pettingzoo/sisl.pursuit_v5 (and any other scenario the package accepts)  [plugin: pettingzoo]" in out.stdout
     without = harness({k: v for k, v in example_site.items() if k != "PYTHONPATH"}, "plugins")
     assert "ippo" not in without.stdout  # nothing leaked into the harness's own environment
 
 
-@pytest.mark.parametrize("plugin", ["ippo", "haa2c", "matd3", "pettingzoo"])
+@pytest.mark.parametrize("plugin", ["ippo", "haa2c", "matd3", "coppo", "pettingzoo"])
 def test_examples_pass_the_conformance_kit(example_site, plugin):
     out = harness(example_site, "check-plugin", plugin)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                    "task_api", "envs", "tasks", "stopping", "safe_files"}),
     ("mechanics", {"advantage", "batch", "ppo", "scheme", "scheme_config", "value_norm", "distributions",
                    "stats", "results", "checkpoint", "provenance", "evaluation", "task_check", "memory",
-                   "devices", "run_lock", "tracking", "executor", "threads", "replay", "video", "sequences"}),
+                   "devices", "run_lock", "tracking", "executor", "threads", "replay", "video", "sequences", "joint"}),
     ("run", {"policy", "rollout", "assembly", "best_policy", "continuation", "run_setup", "trainer", "references"}),
     ("commands", {"arms", "attribution", "dispatch", "bench", "tuning", "sweep_file", "study", "objective", "sweep_outputs", "sweep",
                   "comparability", "verdicts", "report", "tables", "plot", "eval_run", "conformance", "cli"}),
