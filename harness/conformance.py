@@ -374,7 +374,9 @@ def _network_ratio(regs: Registries, network: str, env: dict[str, Any],
 
     settings = list({**TINY, "scheme": RATIO_SCHEME, "network": network, "task": SCHEME_TASK, "seed": 1,
                      "env": env}.items()) + list(overrides)
-    probe = regs.networks.get(network).factory().actor(4, ActionSpace(kind="discrete", n=2), build_config(settings))
+    probe_cfg = build_config(settings)
+    resolve_network_options(probe_cfg, regs)
+    probe = regs.networks.get(network).factory().actor(4, ActionSpace(kind="discrete", n=2), probe_cfg)
     if hidden_size(probe):  # a recurrent network's chunks must tile the rollout: two of them
         settings.append(("rollout_length", 2 * chunk_length(probe)))
     trainer = Trainer(build_config(settings), regs, None, progress=False)
