@@ -123,8 +123,10 @@ def test_hatrpo_trains_recurrent_actors_within_its_kl_bound(regs):
     assert any(r["step_accepted"] > 0 for r in steps)
 
 
-def test_a_stopped_recurrent_run_resumes_exactly(tmp_path, regs):
-    cfg = {**GRU, "rollout_length": 50, "steps": 300, "checkpoint_interval": 1}  # two whole episodes per iteration
+@pytest.mark.parametrize("scheme", ["happo", "mappo"])
+def test_a_stopped_recurrent_run_resumes_exactly(tmp_path, regs, scheme):
+    cfg = {**GRU, "scheme": scheme, "task": "mpe/simple_spread" if scheme == "mappo" else GRU["task"],
+           "rollout_length": 50, "steps": 300, "checkpoint_interval": 1}  # two whole episodes per iteration
     Trainer(build_config(cfg), regs, tmp_path / "whole", progress=False).run_training()
     first = Trainer(build_config(cfg), regs, tmp_path / "stopped", progress=False)
     for row in first.iterate():
@@ -141,11 +143,15 @@ def test_harness_eval_replays_the_best_evaluation_of_a_recurrent_run(tmp_path):
                     "--set", "n_envs=2", "--set", "rollout_length=50", "--set", "eval_interval=1",
                     "--set", "eval_episodes=4", "--set", "eval_envs=2", "--set", "hidden_sizes=16,16",
                     "--set", "threads=1", "--out", str(run)], check=True, capture_output=True, timeout=300)
-    res = subprocess.run([HARNESS, "eval", str(run), "--json"], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([HARNESS, "eval", str(run), "--json", "--video", str(tmp_path / "v.gif")],
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     evals = [float(r["eval_return"]) for r in csv.DictReader(open(run / "metrics.csv")) if r["eval_return"]]
     assert len(set(evals)) > 1  # the policy changed between evaluations
-    assert json.loads(res.stdout)["mean"] == pytest.approx(max(evals), abs=1e-4)
+    result = json.loads(res.stdout)
+    assert result["mean"] == pytest.approx(max(evals), abs=1e-4)
+    # the video plays the first of those episodes from a fresh state, and scores what it scored
+    assert result["video"]["returns"][0] == pytest.approx(result["returns"][0], abs=1e-4)
 
 
 @pytest.mark.parametrize("args, message", [
