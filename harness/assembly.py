@@ -25,7 +25,7 @@ from harness.replay import is_off_policy
 from harness.results import RunDir
 from harness.scheme import core_advantages
 from harness.scheme_config import resolve_scheme_config
-from harness.sequences import check_chunking, is_recurrent
+from harness.sequences import check_chunking, hidden_size, is_recurrent
 from harness.task_api import TRAIN_STREAM, VecTask
 from harness.task_check import TaskChecker
 from harness.tasks import make_task, split_task
@@ -101,6 +101,7 @@ def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
                 raise HarnessError(f"network {cfg.network!r} builds recurrent actors; off-policy scheme {cfg.scheme!r} "
                                    "learns from single transitions and cannot train them (use a feed-forward network)")
             check_chunking(scheme.actors, cfg.rollout_length, cfg.network)
+            check_memory(cfg, task, hidden=sum(hidden_size(a) for a in scheme.actors))  # their stored states too
         replay = 0
         if is_off_policy(scheme):
             replay = check_replay(int(scheme.replay_capacity), cfg, task)

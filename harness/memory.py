@@ -49,15 +49,15 @@ def _mlp_params(inputs: int, hidden: list[int], outputs: int) -> int:
     return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
 
-def run_bytes(cfg: Any, task: Any) -> dict[str, int]:
+def run_bytes(cfg: Any, task: Any, hidden: int = 0) -> dict[str, int]:
     """Estimates (lower bounds) of the bytes a run needs: ``rollout`` (buffers and the update's
-    activations), ``networks`` (actors and critic with gradients, Adam moments, the best and the
+    activations; ``hidden``: the floats of recurrent actors' states stored per step, all agents), ``networks`` (actors and critic with gradients, Adam moments, the best and the
     checkpointed copies), ``environments`` (``n_envs`` copies) and ``evaluation`` (its copies, their
     step arrays and every episode's return)."""
     steps = cfg.rollout_length * cfg.n_envs
     actions = sum(1 if s.kind == "discrete" else s.n for s in task.action_spaces)
     n = len(task.agents)
-    per_step = 2 * sum(task.obs_dims) + actions + n + 2 * task.state_dim + 6
+    per_step = 2 * sum(task.obs_dims) + actions + n + 2 * task.state_dim + 6 + hidden
     widest = max(task.obs_dims) + n + sum(cfg.hidden_sizes)
     update = 3 * widest * n  # forward activations kept for backward, per agent stacked in a shared actor
     params = sum(_mlp_params(d + n, list(cfg.hidden_sizes), s.n) for d, s in zip(task.obs_dims, task.action_spaces))
@@ -74,10 +74,10 @@ SIZED_BY = {"rollout": "rollout_length, n_envs or hidden_sizes", "networks": "hi
             "environments": "n_envs", "evaluation": "eval_envs or eval_episodes (or absolute_factor)"}
 
 
-def check_memory(cfg: Any, task: Any) -> None:
+def check_memory(cfg: Any, task: Any, hidden: int = 0) -> None:
     """Refuse a config whose rollout, networks, environments and evaluation cannot fit in the memory
-    available."""
-    parts, have = run_bytes(cfg, task), available_bytes()
+    available (``hidden``: as :func:`run_bytes`)."""
+    parts, have = run_bytes(cfg, task, hidden), available_bytes()
     need = sum(parts.values())
     if have is not None and need > have:
         detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items())

@@ -215,3 +215,15 @@ def test_the_kit_fails_a_gru_that_hides_its_state_and_passes_the_built_in_one(tm
     assert "off 1 by up to" in ratio[0].detail
     good = check_network(regs, "gru")
     assert all(c.ok for c in good), [c.line() for c in good if not c.ok]
+
+
+def test_the_memory_estimate_counts_the_stored_states(regs):
+    from harness.memory import run_bytes
+    from harness.tasks import make_task
+    cfg = build_config(GRU)
+    task = make_task(regs, cfg.task, 1, 1, {})
+    try:
+        extra = run_bytes(cfg, task, hidden=32)["rollout"] - run_bytes(cfg, task)["rollout"]
+    finally:
+        task.close()
+    assert extra == 4 * 32 * cfg.rollout_length * cfg.n_envs  # float32 states of every step
