@@ -304,8 +304,6 @@ def check_network(regs: Registries, name: str, overrides: list[tuple[str, Any]] 
                     total = sum(actor.evaluate(obs, torch.full((7,), k), **kw)[0].exp() for k in range(5))
                     assert torch.allclose(total, torch.ones(7), atol=1e-5), "probabilities do not sum to 1"
                     assert (ent >= -1e-6).all(), "negative entropy of a categorical"
-                if width:
-                    _check_recurrent(actor, obs, a, width, gen)
             logp, _ = actor.evaluate(obs, a, **kw)
             logp.sum().backward()
             assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in actor.parameters()), \
@@ -326,6 +324,19 @@ def check_network(regs: Registries, name: str, overrides: list[tuple[str, Any]] 
                         ref, _ = actor.evaluate(obs, torch.as_tensor(acts[0]))
                     assert np.allclose(lps[0], ref.numpy(), atol=1e-4), "acting_policy log-probs differ from evaluate()"
         c.run(f"{space.kind} actor: act/evaluate shapes, log-probs, determinism, gradients", actor_contract)
+
+        def recurrent_contract(space=space):
+            actor = builder.actor(6, space, cfg)
+            with torch.no_grad():
+                a = actor.act(obs, hidden=torch.zeros(7, hidden_size(actor)), starts=torch.ones(7, dtype=torch.bool))[0]
+                _check_recurrent(actor, obs, a, hidden_size(actor), gen)
+        try:
+            recurrent = hidden_size(builder.actor(6, space, cfg)) > 0
+        except Exception:  # noqa: BLE001 - the contract check above reports it
+            recurrent = False
+        if recurrent:
+            c.run(f"{space.kind} recurrent actor: an episode start begins from zeros; a sequence scores what "
+                  "step-by-step act() gave", recurrent_contract)
 
     def critic_contract():
         critic = builder.critic(11, cfg)
@@ -476,7 +487,7 @@ def _check_scheme_on(regs: Registries, name: str, kind: str, overrides: list[tup
     return c.checks
 
 
-RATIO_CHECK = "pi_new/pi_old is 1 on the first rollout, before any update (act() and evaluate() agree, no state)"
+RATIO_CHECK = "pi_new/pi_old is 1 on the first rollout, before any update (act() and evaluate() agree, no undeclared state)"
 UNITS_CHECK = "the critic fits a batch's returns in return units (values(states)[1] against batch.returns)"
 NORM_CHECK = "values(states) returns (raw, value_norm.denormalize(raw))"
 
@@ -571,6 +582,11 @@ def _check_ratio(scheme: Any, batch: Any) -> None:
             logp, _ = actor.evaluate(x, actions, **kw)
         off = (torch.exp(logp - old) - 1).abs()
         bad = off > RATIO_TOLERANCE
+        assert not bad.any() or not kw, (
+            f"agent {i}: pi_new/pi_old is off 1 by up to {off.max().item():.3g} on {bad.float().mean().item():.0%} "
+            "of the first rollout's samples, before any update: evaluate(obs, actions, hidden=, starts=) over the "
+            "rollout's chunks must give the log-probs act() gave step by step, from the states it returned "
+            "(harness.sequences)")
         assert not bad.any(), (
             f"agent {i}: pi_new/pi_old is off 1 by up to {off.max().item():.3g} on {bad.float().mean().item():.0%} "
             "of the first rollout's samples, before any update: evaluate(obs, actions) must give the log-probs "

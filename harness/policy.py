@@ -23,6 +23,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from harness.errors import PluginError
 from harness.sequences import Memory, hidden_size, is_recurrent
 from harness.task_api import ActionSpace
 
@@ -102,7 +103,11 @@ class Policy:
         for i, (actor, o) in enumerate(zip(self._actors(), obs)):
             x = torch.from_numpy(o)
             if hidden_size(actor):
-                a, lp, memory.hidden[i] = actor.act(x, deterministic=deterministic, hidden=memory.hidden[i], starts=s)
+                a, lp, h = actor.act(x, deterministic=deterministic, hidden=memory.hidden[i], starts=s)
+                if tuple(h.shape) != tuple(memory.hidden[i].shape):
+                    raise PluginError(f"actor {type(actor).__name__} (agent {i}): act() returned a state of shape "
+                                      f"{tuple(h.shape)}; its hidden_size says {tuple(memory.hidden[i].shape)}")
+                memory.hidden[i] = h
             else:
                 a, lp = actor.act(x, deterministic=deterministic)
             actions.append(a.numpy())

@@ -26,6 +26,9 @@ from typing import Any
 
 from harness.config import FIELDS, TrainConfig, apply_override
 from harness.options import Option, coerce, resolve
+from harness.replay import is_off_policy
+from harness.sequences import check_chunking, hidden_size
+from harness.task_api import ActionSpace
 from harness.tasks import split_task
 from harness.errors import HarnessError, PluginError
 
@@ -116,7 +119,33 @@ def resolve_scheme_config(cfg: TrainConfig, regs: Any) -> dict[str, dict[str, An
             changed[key] = {"asked": asked, "ran": getattr(cfg, key)}
     resolve_network_options(cfg, regs)
     cfg.validate()
+    check_recurrence(cfg, regs, entry.factory)
     return changed
+
+
+#: The action spaces a network is probed with (a network may take only one kind).
+PROBES = (ActionSpace(kind="discrete", n=2), ActionSpace(kind="box", n=2, low=[-1.0, -1.0], high=[1.0, 1.0]))
+
+
+def check_recurrence(cfg: TrainConfig, regs: Any, scheme_class: Any) -> None:
+    """Before any work (a suite's ``--dry-run`` too): when the run's network builds recurrent actors
+    (probed on a small one), an off-policy scheme is refused, and so is a ``rollout_length`` its
+    chunks do not tile. A network that cannot build the probe is left to the run's own build."""
+    small = copy.copy(cfg)
+    small.hidden_sizes = [8]
+    probe = None
+    for space in PROBES:
+        try:
+            probe = regs.networks.get(cfg.network).factory().actor(4, space, small)
+            break
+        except Exception:  # noqa: BLE001 - the run's own build names the plugin and its error
+            continue
+    if probe is None or not hidden_size(probe):
+        return
+    if is_off_policy(scheme_class):
+        raise HarnessError(f"network {cfg.network!r} builds recurrent actors; off-policy scheme {cfg.scheme!r} learns "
+                           "from single transitions and cannot train them (use a feed-forward network)")
+    check_chunking([probe], cfg.rollout_length, cfg.network)
 
 
 def typed_task_options(cfg: TrainConfig, regs: Any) -> dict[str, Any]:

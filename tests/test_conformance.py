@@ -299,7 +299,7 @@ def register_schemes(register):
     register("swapped", Swapped)
 '''
 
-RATIO = "pi_new/pi_old is 1 on the first rollout, before any update (act() and evaluate() agree, no state)"
+RATIO = "pi_new/pi_old is 1 on the first rollout, before any update (act() and evaluate() agree, no undeclared state)"
 UNITS = "the critic fits a batch's returns in return units (values(states)[1] against batch.returns)"
 NORM = "values(states) returns (raw, value_norm.denormalize(raw))"
 

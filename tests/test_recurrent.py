@@ -157,13 +157,46 @@ def test_harness_eval_replays_the_best_evaluation_of_a_recurrent_run(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--set", "rollout_length=25"], "rollout_length=25 is not a multiple of network 'gru''s chunk_length=10"),
     (["--set", "network.chunk_length=0"], "network.chunk_length=0 must be from 1 to 10000"),
-    (["--scheme", "hasac", "--set", "env.continuous=true"], "scheme 'hasac' builds its own networks"),
+    (["--scheme", "hasac", "--set", "env.continuous=true"], "off-policy scheme 'hasac' learns from single transitions and cannot train them"),
 ])
 def test_recurrent_misuse_is_one_line(tmp_path, args, message):
     out = subprocess.run([HARNESS, "train", "--network", "gru", "--steps", "100", "--out", str(tmp_path / "r"), *args],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "r").exists()  # refused before the run directory is made
+
+
+@pytest.mark.parametrize("arm, message", [
+    ('scheme = "happo"\nnetwork = "gru"\n"network.chunk_length" = 3',
+     "rollout_length=20 is not a multiple of network 'gru''s chunk_length=3"),
+    ('scheme = "hasac"\nnetwork = "gru"', "off-policy scheme 'hasac'"),
+])
+def test_a_suite_refuses_a_recurrent_arm_that_cannot_run_before_any_run(tmp_path, arm, message):
+    suite = tmp_path / "s.toml"
+    suite.write_text(f'''[suite]
+name = "rec"
+tasks = ["mpe/simple_speaker_listener"]
+seeds = 1
+steps = 40
+
+[config]
+n_envs = 2
+rollout_length = 20
+env = {{ continuous = true }}
+
+[arms.plain]
+scheme = "happo"
+
+[arms.bad]
+{arm}
+''')
+    for extra in (["--dry-run"], []):
+        out = subprocess.run([HARNESS, "bench", str(suite), "--out", str(tmp_path / "out"), *extra],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert not list(tmp_path.rglob("metrics.csv"))  # no run was started
 
 
 # An actor with a GRU that keeps its hidden state inside the module between act() calls and does
@@ -227,3 +260,52 @@ def test_the_memory_estimate_counts_the_stored_states(regs):
     finally:
         task.close()
     assert extra == 4 * 32 * cfg.rollout_length * cfg.n_envs  # float32 states of every step
+
+
+# Recurrent actors wrong in two other ways: one never begins anew at episode starts, one returns a
+# state narrower than it declares.
+MISTAKES = '''
+import torch
+from harness.hookspecs import hookimpl
+from harness_plugins.gru import GRUActor, GRUBuilder
+
+
+class NoReset(GRUActor):
+    def _unroll(self, obs, hidden, starts):
+        return super()._unroll(obs, hidden, torch.zeros_like(starts))
+
+
+class Narrow(GRUActor):
+    def act(self, obs, deterministic=False, hidden=None, starts=None):
+        a, lp, h = super().act(obs, deterministic, hidden, starts)
+        return a, lp, h[:, :-1]
+
+
+def builder(cls):
+    class B(GRUBuilder):
+        def actor(self, obs_dim, space, config):
+            return cls(obs_dim, space, list(config.hidden_sizes), config.activation)
+    return B
+
+
+@hookimpl
+def register_networks(register):
+    register("noreset", builder(NoReset))
+    register("narrow", builder(Narrow))
+'''
+
+
+def test_the_kit_and_training_catch_recurrent_actors_that_break_the_contract(tmp_path):
+    plugin = tmp_path / "mistakes.py"
+    plugin.write_text(MISTAKES)
+    regs = load_plugins([str(plugin)])
+    noreset = [c for c in check_network(regs, "noreset") if "recurrent actor" in c.what]
+    assert noreset and not any(c.ok for c in noreset)
+    assert "where starts is True the actor must begin from zeros" in noreset[0].detail
+    narrow = {c.what: c for c in check_network(regs, "narrow")}
+    assert "want (7, 16) (hidden_size)" in narrow["discrete actor: act/evaluate shapes, log-probs, determinism, gradients"].detail
+    out = subprocess.run([HARNESS, "train", "--plugin", str(plugin), "--network", "narrow", "--task", GRU["task"],
+                          "--steps", "40", "--set", "n_envs=2", "--set", "rollout_length=20", "--set", "hidden_sizes=16,16",
+                          "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "actor Narrow (agent 0): act() returned a state of shape (10, 15); its hidden_size says (10, 16)" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
