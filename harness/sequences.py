@@ -68,7 +68,7 @@ class Sequences:
         """The row indices of ``chunks`` (a slice: all of them), chunk after chunk."""
         if isinstance(chunks, slice):
             return chunks
-        return (chunks[:, None] * self.length + torch.arange(self.length)).reshape(-1)
+        return (chunks[:, None] * self.length + torch.arange(self.length, device=chunks.device)).reshape(-1)
 
     def inputs(self, chunks: torch.Tensor | slice = slice(None)) -> dict[str, torch.Tensor]:
         """The keyword arguments an actor takes for ``chunks``: ``hidden`` and ``starts``."""
