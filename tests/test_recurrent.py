@@ -309,3 +309,12 @@ def test_the_kit_and_training_catch_recurrent_actors_that_break_the_contract(tmp
                           "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "actor Narrow (agent 0): act() returned a state of shape (10, 15); its hidden_size says (10, 16)" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_recurrent_run_trains_on_cuda_as_on_the_cpu(regs):
+    rows = {d: Trainer(build_config({**GRU, "device": d}), regs, None, progress=False).run_training()
+            for d in ("cpu", "cuda")}
+    for a, b in zip(rows["cpu"][1:], rows["cuda"][1:]):
+        assert a["ratio"] == pytest.approx(b["ratio"], abs=1e-3)
+        assert a["policy_loss"] == pytest.approx(b["policy_loss"], abs=1e-3)
