@@ -205,7 +205,7 @@ def test_train_help_and_plugins_list_scheme_options(capsys):
     text = capsys.readouterr().out
     assert "hatrpo fixes entropy_coef = 0.0" in text and "ls_step" in text
     for name, message in (("hatrpo/x", "only task names take a scenario; give 'hatrpo'"),
-                          ("HATRPO", "not a task family, scheme, network or executor; known: happo, hasac, hatrpo,"),
+                          ("HATRPO", "not a task family, scheme, network or executor; known: gru, happo, hasac, hatrpo,"),
                           ("mpe/nosuch", "unknown task 'mpe/nosuch'")):
         assert main(["plugins", "--options", name]) == 2
         assert message in capsys.readouterr().err, name
