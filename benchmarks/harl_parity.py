@@ -187,7 +187,7 @@ def run_harl(cfg: TrainConfig, run_dir: Path) -> None:
         seen = {"returns": 0}
         rnn_shape = (algo_args["model"]["recurrent_n"], algo_args["model"]["hidden_sizes"][-1])
 
-        def act(obs: list[np.ndarray]) -> list[np.ndarray]:
+        def act(obs: list[np.ndarray], starts: np.ndarray | None = None) -> list[np.ndarray]:  # feed-forward: starts unused
             out = []
             for i, o in enumerate(obs):
                 o = np.asarray(o, dtype=np.float32)

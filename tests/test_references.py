@@ -57,7 +57,7 @@ def test_the_random_policy_samples_each_box_dimension_within_its_bounds_and_ever
     class Task:
         n_envs = 1000
         action_spaces = [ActionSpace("discrete", 5), ActionSpace("box", 2, (-1.0, 0.0), (1.0, 3.0))]
-    disc, box = references._uniform(Task(), np.random.default_rng(0))(None)
+    disc, box = references._uniform(Task(), np.random.default_rng(0))(None, None)
     assert set(disc.tolist()) == {0, 1, 2, 3, 4}
     assert box[:, 0].min() >= -1 and box[:, 0].max() <= 1 and box[:, 1].min() >= 0 and box[:, 1].max() <= 3
     assert box[:, 1].max() > 2.9 and box.dtype == np.float32
