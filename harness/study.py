@@ -4,14 +4,16 @@ Storage is an SQLite file (a sweep's ``<out>/study.db``), a journal file (``jour
 on a shared filesystem, no database server needed) or any SQLAlchemy URL; URLs are shown with their
 passwords masked (:func:`mask_url`). Over a database, workers send heartbeats, and a trial whose worker
 stopped beating for the sweep's ``grace`` seconds is marked failed and re-queued with the same
-parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``). This module opens or creates a sweep's
-study (with its sampler and pruner, checked against the sweep file that made it), re-queues the trials
-a signal interrupted, and counts a study's trials.
+parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``). Several processes may create a new database
+at once (a sweep's workers, or sweeps on several machines): the ones that lose the race open it again.
+This module opens or creates a sweep's study (with its sampler and pruner, checked against the sweep
+file that made it), re-queues the trials a signal interrupted, and counts a study's trials.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +40,19 @@ def make_storage(sweep: Sweep, storage: str | None):
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         return JournalStorage(JournalFileBackend(str(journal), lock_obj=JournalFileOpenLock(str(journal))))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeats are marked experimental
-            return RDBStorage(
-                url, heartbeat_interval=sweep.heartbeat, grace_period=sweep.grace,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=sweep.max_retry),
-                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-            )
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # heartbeats are marked experimental
+                    return RDBStorage(
+                        url, heartbeat_interval=sweep.heartbeat, grace_period=sweep.grace,
+                        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=sweep.max_retry),
+                        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                    )
+            except Exception as exc:  # noqa: BLE001 - re-raised below unless another process was creating it
+                if attempt + 1 == _CREATE_ATTEMPTS or not created_concurrently(exc):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     except (ImportError, ModuleNotFoundError) as exc:
         raise HarnessError(f"storage {mask_url(url)!r} needs a database driver that is not installed ({exc})") from None
     except Exception as exc:  # sqlalchemy.exc.* : connection refused, bad URL, ...
@@ -53,6 +61,18 @@ def make_storage(sweep: Sweep, storage: str | None):
     finally:
         # Failed trials are reported by the harness in one line each, without Optuna's traceback.
         optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+_CREATE_ATTEMPTS = 6
+
+
+def created_concurrently(exc: BaseException) -> bool:
+    """Whether ``exc`` is what opening a new database raises while another process is creating its
+    tables (SQLite: "table ... already exists", "UNIQUE constraint failed: alembic_version...";
+    PostgreSQL: "duplicate key value ..."): then opening again finds the tables made."""
+    text = str(exc)
+    return any(sign in text for sign in ("already exists", "UNIQUE constraint failed: alembic_version",
+                                         "duplicate key value"))
 
 
 def journal_path(url: str) -> Path | None:

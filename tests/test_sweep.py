@@ -437,3 +437,35 @@ def test_a_queued_retry_does_not_carry_the_reason_of_the_trial_it_retries(tmp_pa
     (retry,) = [t for t in trials.values() if t.number != trial.number]
     assert retry.state == TrialState.WAITING and retry.params == trials[trial.number].params
     assert not retry.user_attrs.get("fail_reason") and not retry.user_attrs.get("worker")
+
+
+def _open_at_once(path: str, out: str, barrier, answers) -> None:
+    """Open the sweep's storage as soon as every other process is ready to (a child process)."""
+    from harness.errors import HarnessError
+    from harness.study import make_storage
+    sweep = load_sweep(Path(path), Path(out))
+    barrier.wait()
+    try:
+        make_storage(sweep, None)
+        answers.put("ok")
+    except HarnessError as exc:
+        answers.put(str(exc))
+
+
+def test_processes_creating_one_new_study_database_at_once_all_open_it(tmp_path):
+    # Several processes making a new SQLite study at once race to create its tables: the losers saw
+    # "table studies already exists" or "UNIQUE constraint failed: alembic_version.version_num".
+    import multiprocessing
+    path = write_sweep(tmp_path)
+    ctx = multiprocessing.get_context("fork")  # the parent has imported the harness already
+    failed = []
+    for attempt in range(4):
+        out = tmp_path / f"out{attempt}"
+        barrier, answers = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(str(path), str(out), barrier, answers)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        failed += [a for a in (answers.get(timeout=10) for _ in procs) if a != "ok"]
+    assert not failed, failed
