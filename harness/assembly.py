@@ -57,7 +57,8 @@ class Parts:
 
 
 def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
-    """Check ``cfg`` and build its parts; ``run`` (when given) is created and its free space checked."""
+    """Check ``cfg`` and build its parts; ``run`` (when given) is created and its free space checked, and
+    removed again when it was made here and a check refuses the run before anything is written."""
     scheme_entry = regs.schemes.get(cfg.scheme)
     # The scheme's options filled in and the keys it fixes set: the config says what runs.
     scheme_fixed = resolve_scheme_config(cfg, regs)
@@ -78,10 +79,12 @@ def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
             check_memory(cfg, sizes)
         finally:
             sizes.close()
+    made = run is not None and not run.path.exists()
     if run is not None:
         run.prepare()
-    task = make_task(regs, cfg.task, cfg.n_envs, cfg.seed, cfg.env, stream=TRAIN_STREAM)
+    task = None
     try:
+        task = make_task(regs, cfg.task, cfg.n_envs, cfg.seed, cfg.env, stream=TRAIN_STREAM)
         checker = TaskChecker(regs.tasks.get(split_task(cfg.task)[0]).plugin, cfg.task)
         if not many:
             check_memory(cfg, task)
@@ -113,6 +116,9 @@ def assemble(cfg: TrainConfig, regs: Registries, run: RunDir | None) -> Parts:
             run.check_space(9 * 4 * n_params + 600 * cfg.iterations + replay + (1 << 20))
         thread_pools = limit_threads(cfg.threads)  # again: the task plugin may have loaded libraries of its own
     except BaseException:
-        task.close()
+        if task is not None:
+            task.close()
+        if made:
+            run.discard_if_empty()  # a refusal (a scheme's, a task's) leaves no empty run directory behind
         raise
     return Parts(task, checker, builder, scheme, scheme_entry.plugin, device, scheme_fixed, thread_pools)

@@ -127,6 +127,13 @@ class RunDir:
         """Create the directory and check that it is writable, before any training starts."""
         check_writable(self.path)
 
+    def discard_if_empty(self) -> None:
+        """Remove the directory when nothing was written into it (a run refused while being built)."""
+        try:
+            self.path.rmdir()  # fails, and keeps it, when it holds anything
+        except OSError:
+            pass
+
     def check_space(self, needed_bytes: int) -> None:
         """Refuse to start when the directory's file system has less than ``needed_bytes`` free."""
         free = shutil.disk_usage(self.path).free

@@ -134,3 +134,8 @@ def test_discrete_actions_are_refused_in_one_line(tmp_path):
     out = subprocess.run([HARNESS, "train", "--scheme", "hasac", "--task", "mpe/simple_spread", "--steps", "100",
                           "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "hasac needs box actions" in out.stderr and "env.continuous=true" in out.stderr
+    assert not (tmp_path / "r").exists()  # a refusal while the scheme is built leaves no empty run directory
+    (tmp_path / "mine").mkdir()  # ... but a directory the user made is theirs
+    out = subprocess.run([HARNESS, "train", "--scheme", "hasac", "--task", "mpe/simple_spread", "--steps", "100",
+                          "--out", str(tmp_path / "mine")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and (tmp_path / "mine").is_dir()
